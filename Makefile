@@ -1,0 +1,25 @@
+# `make demo` and `make test` do all set-up themselves (scripts/setup.sh) on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MUJOCO_GL ?= egl
+
+.PHONY: setup demo test test-fast bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m reasonact quickstart --out demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	$(PY) benchmarks/collect.py
+	$(PY) benchmarks/dataset.py
+
+clean:
+	rm -rf demo .pytest_cache

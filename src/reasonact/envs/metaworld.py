@@ -1,0 +1,245 @@
+"""Meta-World (v3 tasks, MuJoCo) behind the :class:`reasonact.envs.base.Env` protocol.
+
+Rendering is offscreen (``MUJOCO_GL=egl`` unless set) with shadows and reflections off. Cameras whose
+up vector points down in the world (Meta-World's ``corner*`` cameras) are turned the right way up, and
+the intrinsics/extrinsics returned always describe the image as returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+from .base import Observation  # noqa: E402
+from .camera import intrinsics_from_fovy  # noqa: E402
+from .instructions import METAWORLD_TEXT  # noqa: E402
+
+MT10 = (
+    "reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3",
+    "drawer-close-v3", "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3",
+    "window-close-v3",
+)
+MT50 = tuple(METAWORLD_TEXT)
+SUITES = {"mt10": MT10, "mt50": MT50}
+CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
+STATE_MODES = {
+    # end-effector xyz, gripper opening, goal xyz: the goal is 1-2 px in the image, so it is given.
+    "goal": 7,
+    # Meta-World's own 39-d observation (hand, gripper, objects, previous frame, goal): privileged.
+    "full": 39,
+}
+MAX_STEPS = 500
+
+
+def resolve_tasks(suite: str, tasks: str | list[str] | None = None) -> list[str]:
+    """The task list for a suite name (``mt10``, ``mt50``) or a single task, optionally narrowed."""
+    if suite in SUITES:
+        available = list(SUITES[suite])
+    elif suite in METAWORLD_TEXT:
+        available = [suite]
+    else:
+        raise ValueError(
+            f"unknown suite or task {suite!r}; use one of {sorted(SUITES)} or a task name such as "
+            f"'reach-v3' (all tasks: {', '.join(MT50)})"
+        )
+    if tasks is None or tasks == "" or tasks == []:
+        return available
+    wanted = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else list(tasks)
+    unknown = [t for t in wanted if t not in METAWORLD_TEXT]
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(unknown)}; valid tasks: {', '.join(MT50)}")
+    outside = [t for t in wanted if t not in available]
+    if outside:
+        raise ValueError(f"task(s) {', '.join(outside)} are not in suite {suite!r}: {', '.join(available)}")
+    return list(dict.fromkeys(wanted))
+
+
+def validate_render_args(resolution: int, camera: str, state_mode: str = "goal") -> None:
+    if not isinstance(resolution, int) or not 16 <= resolution <= 1024:
+        raise ValueError(f"resolution must be an integer from 16 to 1024 pixels, got {resolution!r}")
+    if camera not in CAMERAS:
+        raise ValueError(f"unknown camera {camera!r}; Meta-World cameras: {', '.join(CAMERAS)}")
+    if state_mode not in STATE_MODES:
+        raise ValueError(f"unknown state mode {state_mode!r}; choose from {', '.join(STATE_MODES)}")
+
+
+class MetaWorldEnv:
+    """One Meta-World task with an offscreen camera. Use one instance per process at a time."""
+
+    action_dim = 4
+
+    def __init__(
+        self,
+        task: str,
+        *,
+        resolution: int = 128,
+        camera: str = "corner2",
+        state_mode: str = "goal",
+        render_depth: bool = True,
+        max_steps: int | None = None,
+    ):
+        resolve_tasks(task)
+        validate_render_args(resolution, camera, state_mode)
+        import mujoco
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
+
+        self._mujoco = mujoco
+        self.task = task
+        self.instruction = METAWORLD_TEXT[task].instruction
+        self.resolution = resolution
+        self.camera = camera
+        self.state_mode = state_mode
+        self.state_dim = STATE_MODES[state_mode]
+        self.render_depth = render_depth
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            self._env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{task}-goal-observable"]()
+        self.max_steps = min(max_steps or self._env.max_path_length, self._env.max_path_length)
+        model = self._env.model
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, resolution)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, resolution)
+        try:
+            self._renderer = mujoco.Renderer(model, resolution, resolution)
+        except Exception as e:  # pragma: no cover - depends on the machine's GL stack
+            raise RuntimeError(
+                f"offscreen rendering failed with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {e}. "
+                "Install the EGL libraries (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri) or set "
+                "MUJOCO_GL=osmesa (Debian: libosmesa6)."
+            ) from e
+        flags = self._renderer.scene.flags
+        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        self._cam_id = model.camera(camera).id
+        self._expert = None
+        self._raw: np.ndarray | None = None
+        self._t = 0
+
+    # -- protocol ---------------------------------------------------------------------------------
+    def reset(self, seed: int) -> Observation:
+        env = self._env
+        env._freeze_rand_vec = False  # a fresh layout from the seed (reset(seed=...) is ignored)
+        env.seeded_rand_vec = True
+        env.seed(int(seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw, _ = env.reset()
+        self._raw = raw
+        self._t = 0
+        return self._observe()
+
+    def step(self, action: np.ndarray) -> tuple[Observation, bool, bool]:
+        if self._raw is None:
+            raise RuntimeError("call reset(seed) before step()")
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
+        if action.shape != (self.action_dim,):
+            raise ValueError(f"expected an action of shape ({self.action_dim},), got {action.shape}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw, _, _, truncated, info = self._env.step(action)
+        self._raw = raw
+        self._t += 1
+        success = bool(info["success"])
+        done = success or truncated or self._t >= self.max_steps
+        return self._observe(), success, done
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        self._env.close()
+
+    # -- extras -----------------------------------------------------------------------------------
+    def expert_action(self) -> np.ndarray:
+        """The scripted expert's action for the current state, clipped to the action space."""
+        if self._expert is None:
+            from metaworld.policies import ENV_POLICY_MAP
+
+            self._expert = ENV_POLICY_MAP[self.task]()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.clip(self._expert.get_action(self._raw), -1.0, 1.0).astype(np.float32)
+
+    @property
+    def elapsed_steps(self) -> int:
+        return self._t
+
+    def render_segmentation(self) -> np.ndarray:
+        """(H, W) int32 geom ids (-1 for background), oriented like ``rgb``."""
+        r = self._renderer
+        r.enable_segmentation_rendering()
+        try:
+            r.update_scene(self._env.data, camera=self._cam_id)
+            seg = r.render()[..., 0].copy()
+        finally:
+            r.disable_segmentation_rendering()
+        return self._orient(seg)
+
+    def geom_ids(self, body_names: list[str]) -> list[int]:
+        m = self._env.model
+        bodies = {m.body(n).id for n in body_names}
+        return [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies]
+
+    # -- internals --------------------------------------------------------------------------------
+    @property
+    def _flipped(self) -> bool:
+        # Camera y (image up) in world coordinates; pointing down means the image renders upside down.
+        return bool(self._env.data.cam_xmat[self._cam_id].reshape(3, 3)[2, 1] < 0)
+
+    def _orient(self, img: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(img[::-1, ::-1]) if self._flipped else img
+
+    def camera_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        m, d, cid = self._env.model, self._env.data, self._cam_id
+        res = self.resolution
+        K = intrinsics_from_fovy(float(m.cam_fovy[cid]), res, res)
+        R_world_from_mj = d.cam_xmat[cid].reshape(3, 3)  # columns: camera x, y, z (looks along -z)
+        # MuJoCo camera frame -> OpenCV frame of the image as returned (turned 180 degrees if flipped).
+        C = np.diag([-1.0, 1.0, -1.0]) if self._flipped else np.diag([1.0, -1.0, -1.0])
+        R = C @ R_world_from_mj.T
+        E = np.eye(4)
+        E[:3, :3] = R
+        E[:3, 3] = -R @ d.cam_xpos[cid]
+        return K.astype(np.float32), E.astype(np.float32)
+
+    def _observe(self) -> Observation:
+        r, d, raw = self._renderer, self._env.data, self._raw
+        r.update_scene(d, camera=self._cam_id)
+        rgb = self._orient(r.render())
+        obs: Observation = {"rgb": rgb}
+        if self.render_depth:
+            r.enable_depth_rendering()
+            try:
+                r.update_scene(d, camera=self._cam_id)
+                obs["depth"] = self._orient(r.render()).astype(np.float32)
+            finally:
+                r.disable_depth_rendering()
+        if self.state_mode == "goal":
+            state = np.concatenate([raw[0:4], raw[36:39]])
+        else:
+            state = raw
+        K, E = self.camera_matrices()
+        obs.update(
+            state=state.astype(np.float32),
+            ee_pos=np.asarray(self._env.tcp_center, dtype=np.float32),
+            camera_intrinsics=K,
+            camera_extrinsics=E,
+            instruction=self.instruction,
+            privileged={
+                "task": self.task,
+                "step": self._t,
+                "hand_pos": raw[0:3].astype(np.float32),
+                "gripper_open": float(raw[3]),
+                "obj_pos": raw[4:7].astype(np.float32),
+                "obj_quat": raw[7:11].astype(np.float32),
+                "obj2_pos": raw[11:14].astype(np.float32),
+                "goal_pos": raw[36:39].astype(np.float32),
+                "full_state": raw.astype(np.float32),
+            },
+        )
+        return obs

@@ -1,0 +1,170 @@
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from reasonact.data import DatasetError, load_dataset
+import reasonact.data.collect as collect_mod
+from reasonact.data.collect import collect
+from reasonact.envs import make_env
+
+pytestmark = pytest.mark.sim
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "data").rglob("*.parquet"))}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reasonact", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_collected_dataset_round_trips(tiny_dataset):
+    ds = load_dataset(tiny_dataset)
+    info = json.loads((tiny_dataset / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 4 and len(ds.episodes) == 4
+    assert info["total_frames"] == len(ds) == sum(e["length"] for e in ds.episodes)
+    assert set(info["seeds"]) == {"reach-v3", "push-v3"} and all(len(v) == 2 for v in info["seeds"].values())
+    for key in ("fps", "features", "total_episodes", "total_frames", "seeds"):
+        assert key in info
+
+    item = ds[0]
+    assert item["rgb"].shape == (48, 48, 3) and item["rgb"].dtype == np.uint8
+    assert item["depth"].shape == (48, 48) and item["depth"].dtype == np.float32
+    assert item["trace"].shape == (5, 2)
+    for key in ("state", "action", "ee_pos", "camera_intrinsics", "camera_extrinsics", "instruction", "task",
+                "episode_index", "frame_index"):
+        assert key in item
+
+    # The stored first frame equals what the simulator renders for the recorded seed.
+    ep = ds.episodes[0]
+    env = make_env(ep["task"], resolution=48)
+    obs = env.reset(ep["seed"])
+    env.close()
+    first = ds[ep["first_index"]]
+    np.testing.assert_array_equal(first["rgb"], obs["rgb"])
+    np.testing.assert_allclose(first["depth"], np.minimum(obs["depth"], 6.5535), atol=1e-4)
+    np.testing.assert_allclose(first["state"], obs["state"], atol=1e-6)
+    assert first["instruction"] == obs["instruction"]
+    # Every episode ends in success, and only there.
+    table = pq.read_table(tiny_dataset / ep["file"], columns=["next.success"])
+    flags = table["next.success"].to_pylist()
+    assert flags[-1] and not any(flags[:-1])
+
+
+def test_stats_match_the_data(tiny_dataset):
+    ds = load_dataset(tiny_dataset)
+    for key, values in (("action", ds.actions), ("state", ds.states)):
+        s = ds.stats[key]
+        np.testing.assert_allclose(s["mean"], values.mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(s["std"], values.std(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(s["min"], values.min(0))
+        np.testing.assert_allclose(s["max"], values.max(0))
+        np.testing.assert_allclose(s["q01"], np.quantile(values, 0.01, axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(s["q99"], np.quantile(values, 0.99, axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_trace_runs_from_now_to_the_episode_end(tiny_dataset):
+    ds = load_dataset(tiny_dataset)
+    frames = ds.episode_frames(1)
+    first, last = frames[0], frames[-1]
+    for i in (first, first + 7, last):
+        tr = ds[i]["trace"]
+        np.testing.assert_allclose(tr, ds.trace(i), atol=1e-3)
+        from reasonact.envs import project
+
+        np.testing.assert_allclose(tr[0], project(ds.ee_pos[i], ds.intrinsics[i], ds.extrinsics[i]), atol=1e-3)
+        np.testing.assert_allclose(tr[-1], project(ds.ee_pos[last], ds.intrinsics[i], ds.extrinsics[i]), atol=1e-3)
+    # At the last frame every point is the same place.
+    assert np.ptp(ds[last]["trace"], axis=0).max() < 1e-3
+
+
+def test_action_chunks_repeat_the_last_action_past_the_end(tiny_dataset):
+    ds = load_dataset(tiny_dataset)
+    frames = ds.episode_frames(0)
+    chunk = ds.action_chunks(np.array([frames[-3]]), 8)[0]
+    np.testing.assert_array_equal(chunk[:3], ds.actions[frames[-3]: frames[-1] + 1])
+    np.testing.assert_array_equal(chunk[3:], np.repeat(ds.actions[frames[-1]][None], 5, 0))
+
+
+def test_resume_and_extension_keep_earlier_episodes_byte_identical(tmp_path):
+    out = tmp_path / "ds"
+    collect(out, suite="reach-v3", episodes_per_task=2, resolution=32, workers=1, progress=False)
+    before = _digests(out)
+    again = collect(out, suite="reach-v3", episodes_per_task=2, resolution=32, workers=1, progress=False)
+    assert again.new_episodes == 0 and _digests(out) == before
+    more = collect(out, suite="reach-v3", episodes_per_task=3, resolution=32, workers=1, progress=False)
+    assert more.new_episodes == 1
+    after = _digests(out)
+    assert len(after) == 3 and all(after[k] == v for k, v in before.items())
+    seeds = [e["seed"] for e in load_dataset(out).episodes]
+    assert len(set(seeds)) == 3
+
+
+def test_a_crash_loses_only_the_episode_in_flight(tmp_path, monkeypatch):
+    out = tmp_path / "ds"
+    real = collect_mod.run_expert_episode
+    calls = {"n": 0}
+
+    def flaky(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash")
+        return real(*args)
+
+    monkeypatch.setattr(collect_mod, "run_expert_episode", flaky)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        collect(out, suite="reach-v3", episodes_per_task=4, resolution=32, workers=1, progress=False)
+    saved = _digests(out)
+    assert len(saved) == 2
+    with pytest.raises(DatasetError, match="incomplete"):
+        load_dataset(out)
+    monkeypatch.setattr(collect_mod, "run_expert_episode", real)
+    summary = collect(out, suite="reach-v3", episodes_per_task=4, resolution=32, workers=1, progress=False)
+    assert summary.new_episodes == 2
+    final = _digests(out)
+    assert all(final[k] == v for k, v in saved.items()) and len(final) == 4
+    assert len(load_dataset(out).episodes) == 4
+
+
+def test_cli_rejects_an_unknown_task_and_writes_nothing(tmp_path):
+    out = tmp_path / "never"
+    r = _cli("collect", "--suite", "mt10", "--tasks", "reach-v3,fly-v3", "--out", str(out))
+    assert r.returncode != 0
+    assert "fly-v3" in r.stderr and "push-v3" in r.stderr  # names the bad one and the valid ones
+    assert not out.exists()
+
+
+def test_cli_rejects_a_bad_resolution_and_writes_nothing(tmp_path):
+    out = tmp_path / "never"
+    r = _cli("collect", "--suite", "reach-v3", "--resolution", "7", "--out", str(out))
+    assert r.returncode != 0 and "resolution" in r.stderr
+    assert not out.exists()
+
+
+def test_cli_refuses_a_directory_with_other_settings(tiny_dataset):
+    before = _digests(tiny_dataset)
+    info_before = (tiny_dataset / "meta" / "info.json").read_bytes()
+    r = _cli("collect", "--suite", "mt10", "--tasks", "reach-v3", "--resolution", "64", "--out", str(tiny_dataset))
+    assert r.returncode != 0
+    assert "resolution" in r.stderr and "48" in r.stderr and "64" in r.stderr
+    assert _digests(tiny_dataset) == before
+    assert (tiny_dataset / "meta" / "info.json").read_bytes() == info_before
+
+
+def test_cli_refuses_a_non_dataset_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    r = _cli("collect", "--suite", "reach-v3", "--out", str(tmp_path))
+    assert r.returncode != 0 and "not empty" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_load_dataset_explains_what_is_missing(tmp_path):
+    with pytest.raises(DatasetError, match="reasonact collect"):
+        load_dataset(tmp_path)

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from reasonact.envs import depth_of, make_env, project, resolve_tasks
+
+pytestmark = pytest.mark.sim
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = make_env("push-v3", resolution=96)
+    yield e
+    e.close()
+
+
+def test_observation_has_every_field_with_the_right_shape(env):
+    obs = env.reset(0)
+    assert obs["rgb"].shape == (96, 96, 3) and obs["rgb"].dtype == np.uint8
+    assert obs["depth"].shape == (96, 96) and obs["depth"].dtype == np.float32
+    assert obs["state"].shape == (7,) and obs["ee_pos"].shape == (3,)
+    assert obs["camera_intrinsics"].shape == (3, 3) and obs["camera_extrinsics"].shape == (4, 4)
+    assert obs["instruction"] == "push the puck to the goal"
+    # The state carries the goal (the goal marker is a pixel or two in the image).
+    np.testing.assert_allclose(obs["state"][4:7], obs["privileged"]["goal_pos"])
+    # Depth is in metres: the table under the puck is a metre or two from the corner camera.
+    u, v = project(obs["privileged"]["obj_pos"], obs["camera_intrinsics"], obs["camera_extrinsics"]).astype(int)
+    assert 0.5 < obs["depth"][v, u] < 3.0
+
+
+def test_seeds_give_reproducible_and_distinct_layouts(env):
+    a = env.reset(11)["privileged"]["obj_pos"].copy()
+    b = env.reset(12)["privileged"]["obj_pos"].copy()
+    c = env.reset(11)["privileged"]["obj_pos"].copy()
+    np.testing.assert_array_equal(a, c)
+    assert np.abs(a - b).max() > 1e-3
+
+
+def _gripper_pixels(env):
+    seg = env.render_segmentation()
+    mask = np.isin(seg, env.geom_ids(["rightclaw", "rightpad", "leftclaw", "leftpad", "hand"]))
+    ys, xs = np.nonzero(mask)
+    assert len(xs) > 0, "the gripper is not visible"
+    return xs + 0.5, ys + 0.5
+
+
+def test_projected_end_effector_lands_on_the_rendered_gripper(env):
+    obs = env.reset(3)
+    for t in range(40):
+        obs, _, _ = env.step(env.expert_action())
+        if t % 8:
+            continue
+        uv = project(obs["ee_pos"], obs["camera_intrinsics"], obs["camera_extrinsics"])
+        xs, ys = _gripper_pixels(env)
+        nearest = np.min(np.hypot(xs - uv[0], ys - uv[1]))
+        assert nearest <= 2.5, f"step {t}: projected ee {uv} is {nearest:.1f} px from the gripper"
+        # The fingertips are below the gripper's centroid in the image, never far off sideways.
+        assert abs(xs.mean() - uv[0]) < 3.0
+        # Depth agrees too: the rendered depth near the gripper matches the point's camera depth.
+        z = depth_of(obs["ee_pos"], obs["camera_extrinsics"])
+        x, y = int(uv[0]), int(uv[1])
+        patch = obs["depth"][max(0, y - 2): y + 3, max(0, x - 2): x + 3]
+        assert np.min(np.abs(patch - z)) < 0.03
+
+
+def test_image_is_upright_and_the_flip_is_in_the_camera_matrices(env):
+    obs = env.reset(0)
+    K, E = obs["camera_intrinsics"], obs["camera_extrinsics"]
+    low = project(np.array([0.0, 0.7, 0.0]), K, E)
+    high = project(np.array([0.0, 0.7, 0.5]), K, E)
+    assert high[1] < low[1], "a point above the table must appear higher (smaller row) in the image"
+    # The puck projects onto its own pixels; without the 180-degree turn it would land far away.
+    ys, xs = np.nonzero(np.isin(env.render_segmentation(), env.geom_ids(["obj"])))
+    right = project(obs["privileged"]["obj_pos"], K, E)
+    wrong = project(obs["privileged"]["obj_pos"], K, np.diag([-1.0, -1.0, 1.0, 1.0]) @ E)
+    assert np.min(np.hypot(xs + 0.5 - right[0], ys + 0.5 - right[1])) < 1.5
+    assert np.min(np.hypot(xs + 0.5 - wrong[0], ys + 0.5 - wrong[1])) > 10
+
+
+def test_unknown_task_error_names_the_valid_ones():
+    with pytest.raises(ValueError, match="reach-v3"):
+        resolve_tasks("mt10", "reach-v9")
+    with pytest.raises(ValueError, match="mt10"):
+        resolve_tasks("mt7")
+    assert resolve_tasks("mt10")[:2] == ["reach-v3", "push-v3"]
+    assert len(resolve_tasks("mt50")) == 50
+    assert resolve_tasks("drawer-open-v3") == ["drawer-open-v3"]
+
+
+def test_bad_resolution_and_camera_are_refused():
+    with pytest.raises(ValueError, match="resolution"):
+        make_env("reach-v3", resolution=8)
+    with pytest.raises(ValueError, match="camera"):
+        make_env("reach-v3", camera="nope")
