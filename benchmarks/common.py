@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> dict:
-    import torch
+    from reasonact.machine import machine_info
 
-    info = {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        if names:
-            info["cpu"] = names[0]
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            kb = int(f.readline().split()[1])
-        info["memory_gib"] = round(kb / 2**20, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return info
+    return machine_info()
 
 
 def report(name: str, rows: list[dict], columns: list[str], extra: dict | None = None, out: str | None = None) -> Path:

@@ -12,6 +12,10 @@ _LAZY = {
     "load_dataset": ("reasonact.data.dataset", "load_dataset"),
     "show": ("reasonact.data.show", "show"),
     "make_env": ("reasonact.envs", "make_env"),
+    "train": ("reasonact.training", "train"),
+    "load_policy": ("reasonact.policy", "load_policy"),
+    "evaluate": ("reasonact.evaluation", "evaluate"),
+    "train_depth_vae": ("reasonact.tokenizers.depth_vae", "train_depth_vae"),
 }
 
 

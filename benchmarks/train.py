@@ -1,0 +1,90 @@
+"""Training throughput: samples per second (and model FLOPs utilisation on a GPU) per model config,
+on synthetic batches of the right shapes.
+
+    python benchmarks/train.py [--configs debug,tiny,small] [--device cpu|cuda] [--batch-size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import report  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--configs", default="debug,tiny,small")
+    ap.add_argument("--modes", default="act,depth+trace")
+    ap.add_argument("--decoder", default="diffusion")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--precisions", default=None, help="default: bf16 on CUDA; fp32,bf16 on CPU")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+
+    from reasonact.model.arm import ActionReasoningModel
+    from reasonact.model.config import Config, SequenceConfig, model_config
+    from reasonact.model.layout import training_span
+    from reasonact.tokenizers import Vocab
+    from reasonact.training import _peak_flops, flops_per_sample
+
+    dev = torch.device(a.device)
+    precisions = (a.precisions or ("bf16" if dev.type == "cuda" else "fp32,bf16")).split(",")
+    vocab = Vocab(text=512)
+    peak = _peak_flops(dev)
+    rows = []
+    for name in a.configs.split(","):
+        mcfg = model_config(name)
+        for mode in a.modes.split(","):
+            seq = SequenceConfig(mode=mode, decoder=a.decoder)
+            for prec in precisions:
+                torch.manual_seed(0)
+                model = ActionReasoningModel(Config(mcfg, seq), vocab).to(dev)
+                net = torch.compile(model) if a.compile else model
+                opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
+                B = a.batch_size
+                g = torch.Generator().manual_seed(0)
+                img = torch.rand(B, 3, mcfg.image_size, mcfg.image_size, device=dev)
+                instr = torch.full((B, 16), vocab.pad, device=dev)
+                state = torch.randn(B, 7, device=dev)
+                targets = {b: torch.randint(*vocab.block_range(b), (B, seq.block_length(b)), generator=g).to(dev)
+                           for b in seq.blocks}
+                ctx = torch.autocast(dev.type, torch.bfloat16, enabled=prec == "bf16")
+
+                def step():
+                    with ctx:
+                        loss, _ = net(img, instr, state, targets, None, None)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+
+                for _ in range(3):
+                    step()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(a.iters):
+                    step()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                sps = a.iters * B / (time.perf_counter() - t0)
+                seq_len = model.n_prefix + len(training_span(model.n_prefix, model.block_lengths(), a.decoder == "diffusion")[0])
+                row = {"config": name, "mode": mode, "precision": prec, "batch": B, "tokens": seq_len,
+                       "params_M": sum(p.numel() for p in model.parameters()) / 1e6, "samples_per_s": sps,
+                       "mfu": sps * flops_per_sample(model, seq_len) / peak if peak else None, "device": dev.type}
+                rows.append(row)
+                print(row)
+    report(f"train_{dev.type}", rows, ["config", "mode", "precision", "batch", "tokens", "params_M",
+                                       "samples_per_s", "mfu", "device"], out=a.out)
+
+
+if __name__ == "__main__":
+    main()

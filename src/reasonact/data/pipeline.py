@@ -1,0 +1,181 @@
+"""Training batches: every frame decoded once into memory at the model's resolution, then batches are
+drawn by index with augmentation (random shift that moves the trace with the image, brightness and
+contrast), instruction paraphrases, and all target blocks tokenized.
+
+Everything is a tensor on the training device, so a batch costs a few indexing operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
+from .dataset import ReasonactDataset
+
+
+def frames_tensor(ds: ReasonactDataset, size: int, indices: np.ndarray | None = None, progress: bool = True) -> torch.Tensor:
+    """(N, 3, size, size) uint8 frames, resized with area averaging when size differs."""
+    from tqdm.auto import tqdm
+
+    idx = np.arange(len(ds)) if indices is None else np.asarray(indices)
+    out = torch.empty((len(idx), 3, size, size), dtype=torch.uint8)
+    step = 1024
+    for k in tqdm(range(0, len(idx), step), desc="decode frames", disable=not progress or len(idx) < 4 * step, unit="chunk"):
+        chunk = idx[k: k + step]
+        imgs = torch.from_numpy(np.stack([ds.image(int(i)) for i in chunk])).permute(0, 3, 1, 2)
+        out[k: k + len(chunk)] = resize_images(imgs, size)
+    return out
+
+
+def resize_images(imgs: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) uint8 -> (B, 3, size, size) uint8."""
+    if imgs.shape[-1] == size and imgs.shape[-2] == size:
+        return imgs
+    x = F.interpolate(imgs.float(), size=(size, size), mode="area" if imgs.shape[-1] > size else "bilinear")
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def encode_instructions(texts: list[str], text_tok: TextTokenizer, vocab: Vocab, length: int) -> torch.Tensor:
+    """list of str -> (N, length) ids (text range), right-padded with <pad>, truncated to length."""
+    out = torch.full((len(texts), length), vocab.pad, dtype=torch.long)
+    off = vocab.offset("text")
+    for i, t in enumerate(texts):
+        ids = text_tok.encode(t)[:length]
+        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long) + off
+    return out
+
+
+def encode_rationale(text: str, text_tok: TextTokenizer, vocab: Vocab, length: int) -> torch.Tensor:
+    """Rationale text -> (length,) ids: text, <eot>, then <pad> (truncated to leave room for <eot>)."""
+    ids = [i + vocab.offset("text") for i in text_tok.encode(text)][: length - 1] + [vocab.eot]
+    out = torch.full((length,), vocab.pad, dtype=torch.long)
+    out[: len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
+
+
+@dataclass
+class Tokenizers:
+    action: ActionTokenizer
+    trace: TraceTokenizer
+    text: TextTokenizer
+    vocab: Vocab
+
+
+class BatchSource:
+    """Draws training batches for a set of frame indices of a dataset."""
+
+    def __init__(
+        self,
+        ds: ReasonactDataset,
+        indices: np.ndarray,
+        tok: Tokenizers,
+        *,
+        image_size: int,
+        horizon: int,
+        blocks: tuple[str, ...],
+        instruction_tokens: int,
+        state_mean: np.ndarray,
+        state_std: np.ndarray,
+        depth_codes: np.ndarray | None = None,  # (N_dataset, K) codebook indices
+        rationales: torch.Tensor | None = None,  # (N_dataset, think_tokens) ids
+        device: torch.device | str = "cpu",
+        augment: bool = True,
+        shift: int = 4,
+        paraphrase_prob: float = 0.5,
+        steer_prob: float = 0.0,
+        progress: bool = True,
+    ):
+        self.device = torch.device(device)
+        self.indices = np.asarray(indices)
+        self.blocks = blocks
+        self.tok = tok
+        self.image_size = image_size
+        self.augment, self.shift = augment, shift
+        self.paraphrase_prob, self.steer_prob = paraphrase_prob, steer_prob
+        self.scale = ds.resolution / image_size  # dataset pixels per model pixel
+        dev = self.device
+        self.frames = frames_tensor(ds, image_size, self.indices, progress).to(dev)
+        self.states = torch.from_numpy((ds.states[self.indices] - state_mean) / state_std).float().to(dev)
+        chunks = ds.action_chunks(self.indices, horizon)  # (n, H, D)
+        act = tok.action.encode(chunks).reshape(len(self.indices), -1) + tok.vocab.offset("action")
+        self.actions = torch.from_numpy(act).to(dev)
+        self.traces = torch.from_numpy(ds.traces[self.indices]).float().to(dev)  # (n, P, 2) dataset pixels
+        self.task = torch.from_numpy(ds.task_index[self.indices]).long().to(dev)
+        # Instruction phrasings per task: the canonical one first, then the seen paraphrases.
+        phrasings = [[t["instruction"], *t["paraphrases"]] for t in ds.tasks]
+        width = max(len(p) for p in phrasings)
+        self.n_phrasings = torch.tensor([len(p) for p in phrasings], device=dev)
+        table = torch.full((len(phrasings), width, instruction_tokens), tok.vocab.pad, dtype=torch.long)
+        for i, p in enumerate(phrasings):
+            table[i, : len(p)] = encode_instructions(p, tok.text, tok.vocab, instruction_tokens)
+        self.instructions = table.to(dev)
+        self.depth = None
+        if "depth" in blocks:
+            if depth_codes is None:
+                raise ValueError("the depth block needs depth codes (a depth tokenizer)")
+            self.depth = (torch.from_numpy(np.asarray(depth_codes)[self.indices]).long() + tok.vocab.offset("depth")).to(dev)
+        self.think = None
+        if "think" in blocks:
+            if rationales is None:
+                raise ValueError("the think block needs rationales; run `reasonact annotate` on the dataset")
+            self.think = rationales[torch.from_numpy(self.indices)].to(dev)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        pick = torch.randint(0, len(self), (batch_size,), generator=generator)
+        return self.batch(pick.to(self.device), generator)
+
+    def batch(self, rows: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        B = len(rows)
+        dev = self.device
+        rnd = lambda *shape: torch.rand(*shape, generator=generator).to(dev)  # noqa: E731
+        images = self.frames[rows].float() / 255.0  # (B, 3, S, S)
+        trace = self.traces[rows].clone()
+        if self.augment:
+            s = self.shift
+            off = torch.randint(0, 2 * s + 1, (B, 2), generator=generator).to(dev)  # crop offsets (x, y)
+            images = _crop(F.pad(images, (s, s, s, s), mode="replicate"), off, self.image_size)
+            trace = trace + ((s - off).float() * self.scale)[:, None, :]
+            bright = 1 + (rnd(B, 1, 1, 1) - 0.5) * 0.2
+            contrast = 1 + (rnd(B, 1, 1, 1) - 0.5) * 0.2
+            mean = images.mean((1, 2, 3), keepdim=True)
+            images = ((images - mean) * contrast + mean * bright).clamp(0, 1)
+        task = self.task[rows]
+        phr = torch.zeros(B, dtype=torch.long, device=dev)
+        if self.paraphrase_prob > 0:
+            use = rnd(B) < self.paraphrase_prob
+            choice = (rnd(B) * self.n_phrasings[task]).long().clamp(max=self.n_phrasings[task] - 1)
+            phr = torch.where(use, choice, phr)
+        targets = {"act": self.actions[rows]}
+        if "trace" in self.blocks:
+            w = torch.tensor([self.tok.trace.bins / self.tok.trace.width, self.tok.trace.bins / self.tok.trace.height], device=dev)
+            tt = (trace * w).floor().clamp(0, self.tok.trace.bins - 1).long().reshape(B, -1)
+            targets["trace"] = tt + self.tok.vocab.offset("coord")
+        if self.depth is not None:
+            targets["depth"] = self.depth[rows]
+        if self.think is not None:
+            targets["think"] = self.think[rows]
+        steered = (rnd(B) < self.steer_prob) if self.steer_prob > 0 else None
+        return {
+            "images": images,
+            "instr": self.instructions[task, phr],
+            "state": self.states[rows],
+            "targets": targets,
+            "steered": steered,
+        }
+
+
+def _crop(padded: torch.Tensor, off: torch.Tensor, S: int) -> torch.Tensor:
+    """Per-sample crop: (B, C, S+2s, S+2s) at offsets off (B, 2) as (x, y) -> (B, C, S, S)."""
+    B, C, _, W = padded.shape
+    ar = torch.arange(S, device=padded.device)
+    rows = (off[:, 1:2] + ar[None])[:, None, :, None].expand(B, C, S, W)
+    out = padded.gather(2, rows)  # (B, C, S, W)
+    cols = (off[:, 0:1] + ar[None])[:, None, None, :].expand(B, C, S, S)
+    return out.gather(3, cols)

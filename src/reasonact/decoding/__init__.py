@@ -1,0 +1,7 @@
+"""Decoders for every generated block: ``ar`` (left to right, KV cache) and ``diffusion`` (masked
+discrete diffusion: parallel refinement, easy-first commits, secondary remasking)."""
+
+from .generate import GenerationResult, generate
+from .schedule import diffusion_step
+
+__all__ = ["generate", "GenerationResult", "diffusion_step"]

@@ -1,0 +1,55 @@
+"""One refinement round of masked discrete diffusion.
+
+Round t of T (1-based): every still-masked position is predicted at once; committed tokens whose
+probability under the new prediction fell below eta_t = eta * (1 - t/T) are re-masked (secondary
+remasking) and revisited in a later round; then the most confident masked positions -- confidence
+perturbed by Gumbel noise whose temperature anneals to zero -- are committed until a share
+1 - cos(pi/2 * t/T) of the block is committed. After round T every position is committed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def committed_target(length: int, t: int, steps: int) -> int:
+    return length - int(math.floor(length * math.cos(math.pi / 2 * t / steps) + 1e-9))
+
+
+def diffusion_step(
+    probs: torch.Tensor,
+    tokens: torch.Tensor,
+    committed: torch.Tensor,
+    t: int,
+    steps: int,
+    *,
+    eta: float = 0.5,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """probs (B, L, V) over the block's local vocabulary; tokens (B, L) local ids (ignored where not
+    committed); committed (B, L) bool. Returns updated (tokens, committed) and round statistics."""
+    B, L, _ = probs.shape
+    conf, pred = probs.max(-1)
+    # Secondary remasking of committed tokens the model no longer believes in.
+    eta_t = eta * (1 - t / steps)
+    current = probs.gather(-1, tokens.clamp(min=0)[..., None])[..., 0]
+    remask = committed & (current < eta_t)
+    committed = committed & ~remask
+    # Easy first: rank the open positions by Gumbel-perturbed log confidence.
+    temp = temperature * (1 - t / steps)
+    score = conf.clamp_min(1e-12).log()
+    if temp > 0:
+        u = torch.rand(score.shape, device=score.device, generator=generator).clamp_(1e-9, 1 - 1e-9)
+        score = score + temp * -torch.log(-torch.log(u))
+    open_ = ~committed & ~remask
+    score = score.masked_fill(~open_, float("-inf"))
+    need = (committed_target(L, t, steps) - committed.sum(1)).clamp(min=0)  # (B,)
+    order = score.argsort(1, descending=True)
+    rank = order.argsort(1)
+    pick = (rank < need[:, None]) & open_
+    tokens = torch.where(pick, pred, tokens)
+    committed = committed | pick
+    return tokens, committed, {"remasked": int(remask.sum()), "committed": int(pick.sum())}

@@ -1,0 +1,185 @@
+"""The Action Reasoning Model: one transformer over [image | instruction | state] and the generated
+blocks (rationale, depth, trace, actions), with one output head over the shared vocabulary."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..tokenizers.vocab import Vocab
+from .config import Config
+from .layers import Block, KVCache, RMSNorm, rope_cos_sin
+from .layout import NOISY, Span, allowed, prefix_span, training_span
+from .vision import VisionEncoder
+
+
+class ActionReasoningModel(nn.Module):
+    def __init__(self, cfg: Config, vocab: Vocab):
+        super().__init__()
+        self.cfg, self.vocab = cfg, vocab
+        m, s = cfg.model, cfg.sequence
+        d = m.d_model
+        self.vision = VisionEncoder(m)
+        self.tok_emb = nn.Embedding(vocab.size, d)
+        self.state_proj = nn.Sequential(nn.Linear(s.state_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.layers = nn.ModuleList(Block(d, m.n_heads, m.mlp_hidden, m.dropout) for _ in range(m.n_layers))
+        self.norm = RMSNorm(d)
+        self.head = nn.Linear(d, vocab.size, bias=False)
+        self.head.weight = self.tok_emb.weight  # tied
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * m.n_layers))
+
+    @staticmethod
+    def _init(mod: nn.Module) -> None:
+        if isinstance(mod, nn.Linear):
+            nn.init.normal_(mod.weight, std=0.02)
+            if mod.bias is not None:
+                nn.init.zeros_(mod.bias)
+        elif isinstance(mod, nn.Embedding):
+            nn.init.normal_(mod.weight, std=0.02)
+
+    @property
+    def n_prefix(self) -> int:
+        return self.cfg.model.n_patches + self.cfg.sequence.instruction_tokens + 1
+
+    @property
+    def causal(self) -> bool:
+        return self.cfg.sequence.decoder == "ar"
+
+    def block_lengths(self) -> list[int]:
+        s = self.cfg.sequence
+        return [s.block_length(b) for b in s.blocks]
+
+    # -- encoding ---------------------------------------------------------------------------------
+    def prefix(self, images: torch.Tensor, instr: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, S, S) in [0, 1], instr (B, Li) ids, state (B, S) normalised
+        -> embeddings (B, Lp, d) and key validity (B, Lp) (instruction padding is invalid)."""
+        B = images.shape[0]
+        img = self.vision(images)
+        txt = self.tok_emb(instr)
+        st = self.state_proj(state.to(img.dtype))[:, None]
+        valid = torch.cat([torch.ones(B, img.shape[1], dtype=torch.bool, device=images.device),
+                           instr != self.vocab.pad,
+                           torch.ones(B, 1, dtype=torch.bool, device=images.device)], 1)
+        return torch.cat([img, txt, st], 1), valid
+
+    def run(self, x: torch.Tensor, span: Span, key_valid: torch.Tensor, cache: KVCache | None = None,
+            append: int = 0) -> torch.Tensor:
+        """Run the transformer on new tokens x (B, L, d); attend to the cache too. The first ``append``
+        new tokens are added to the cache. Returns normalised hidden states (B, L, d)."""
+        m = self.cfg.model
+        cos, sin = rope_cos_sin(span.pos, m.d_model // m.n_heads, m.rope_base)
+        if cache is not None and len(cache):
+            k_span, k_valid = cache.span.cat(span), torch.cat([cache.key_valid, key_valid], 1)
+        else:
+            k_span, k_valid = span, key_valid
+        mask = allowed(span, k_span, self.causal)[None, None] & k_valid[:, None, None, :]  # (B, 1, Lq, Lk)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, mask, cache, i, append)
+        if cache is not None and append:
+            head = Span(span.role[:append], span.block[:append], span.pos[:append])
+            cache.span = head if cache.span is None else cache.span.cat(head)
+            cache.key_valid = key_valid[:, :append] if cache.key_valid is None else torch.cat([cache.key_valid, key_valid[:, :append]], 1)
+        return self.norm(x)
+
+    def logits(self, hidden: torch.Tensor, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+        """Logits restricted to the vocabulary range [lo, hi)."""
+        w = self.head.weight[lo:hi]
+        return hidden @ w.T
+
+    # -- training ---------------------------------------------------------------------------------
+    def training_inputs(self, targets: dict[str, torch.Tensor], steered: torch.Tensor | None,
+                        generator: torch.Generator | None = None):
+        """Build the generated part of the sequence for a batch.
+
+        targets: block -> (B, L_block) token ids. Returns (input ids (B, Lg), span, list of
+        (block, logit positions (Lb,), target ids (B, Lb), loss mask (B, Lb))).
+        """
+        s, v = self.cfg.sequence, self.vocab
+        diffusion = not self.causal
+        lengths = self.block_lengths()
+        device = next(iter(targets.values())).device
+        B = next(iter(targets.values())).shape[0]
+        span, slices, markers = training_span(self.n_prefix, lengths, diffusion, device)
+        ids = torch.full((B, len(span)), v.pad, dtype=torch.long, device=device)
+        losses = []
+        for b, block in enumerate(s.blocks):
+            tgt = targets[block]
+            ids[:, markers[b]] = v.marker(block)
+            valid = torch.ones_like(tgt, dtype=torch.bool)
+            if block == "think" and not diffusion:  # nothing to learn after <eot>
+                after_eot = (tgt == v.eot).long().cumsum(1) - (tgt == v.eot).long()
+                valid = after_eot == 0
+            if block == "trace" and steered is not None:  # the trace was given: no loss on it
+                valid = valid & ~steered[:, None]
+            if not diffusion:
+                ids[:, slices[b]] = tgt
+                pos = torch.arange(markers[b], markers[b] + tgt.shape[1], device=device)
+                losses.append((block, pos, tgt, valid))
+                continue
+            if b < len(s.blocks) - 1:  # the clean context copy
+                ids[:, markers[b] + 1: markers[b] + 1 + tgt.shape[1]] = tgt
+            # Noisy copy: mask a cosine-scheduled share of positions (at least one) in each sample.
+            u = torch.rand(B, 1, device=device, generator=generator)
+            ratio = torch.cos(math.pi / 2 * u)
+            L = tgt.shape[1]
+            n_mask = (ratio * L).round().clamp(min=1)
+            scores = torch.rand(B, L, device=device, generator=generator)
+            rank = scores.argsort(1).argsort(1)
+            masked = (rank < n_mask) & valid
+            ids[:, slices[b]] = torch.where(masked, torch.full_like(tgt, v.mask), tgt)
+            pos = torch.arange(slices[b].start, slices[b].stop, device=device)
+            losses.append((block, pos, tgt, masked))
+        return ids, span, losses
+
+    def forward(self, images, instr, state, targets: dict[str, torch.Tensor], steered=None, generator=None,
+                lambda_reason: float = 1.0, action_label_sigma: float = 0.0) -> tuple[torch.Tensor, dict]:
+        """Training loss: cross-entropy per block (masked positions for diffusion, next token for ar);
+        loss = L_act + lambda_reason * mean(L_reasoning blocks)."""
+        ids, span, plan = self.training_inputs(targets, steered, generator)
+        px, pvalid = self.prefix(images, instr, state)
+        x = torch.cat([px, self.tok_emb(ids)], 1)
+        full = prefix_span(px.shape[1], ids.device).cat(span)
+        valid = torch.cat([pvalid, torch.ones_like(ids, dtype=torch.bool)], 1)
+        h = self.run(x, full, valid)[:, px.shape[1]:]
+        metrics: dict[str, float] = {}
+        reason_losses, act_loss = [], None
+        for block, pos, tgt, mask in plan:
+            lo, hi = self.vocab.block_range(block)
+            logits = self.logits(h[:, pos], lo, hi).float()  # (B, Lb, V_block)
+            local = (tgt - lo).clamp(0, hi - lo - 1)
+            if block == "act" and action_label_sigma > 0:
+                ce = _soft_bin_ce(logits, local, action_label_sigma)
+            else:
+                ce = F.cross_entropy(logits.transpose(1, 2), local, reduction="none")
+            n = mask.sum().clamp(min=1)
+            loss = (ce * mask).sum() / n
+            acc = ((logits.argmax(-1) == local) & mask).sum() / n
+            metrics[f"loss_{block}"] = float(loss.detach())
+            metrics[f"acc_{block}"] = float(acc)
+            if block == "act":
+                act_loss = loss
+            else:
+                reason_losses.append(loss)
+        total = act_loss if act_loss is not None else torch.zeros((), device=h.device)
+        if reason_losses:
+            total = total + lambda_reason * torch.stack(reason_losses).mean()
+        metrics["loss"] = float(total.detach())
+        return total, metrics
+
+
+def _soft_bin_ce(logits: torch.Tensor, target: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Cross-entropy against a Gaussian over neighbouring bins (ordinal smoothing), (B, L)."""
+    bins = torch.arange(logits.shape[-1], device=logits.device, dtype=torch.float32)
+    w = torch.exp(-0.5 * ((bins[None, None] - target[..., None].float()) / sigma) ** 2)
+    w = w / w.sum(-1, keepdim=True)
+    return -(w * F.log_softmax(logits, -1)).sum(-1)
+
+
+def noisy_span(block: int, first_pos: int, length: int, device=None) -> Span:
+    return Span.make([NOISY] * length, [block] * length, list(range(first_pos, first_pos + length)), device)

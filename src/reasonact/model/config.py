@@ -1,0 +1,119 @@
+"""Typed configs with named presets: the model (``debug`` .. ``base``) and the token sequence."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ..tokenizers.vocab import BLOCKS
+
+MODES = {
+    "act": (),
+    "trace": ("trace",),
+    "depth": ("depth",),
+    "depth+trace": ("depth", "trace"),
+    "think": ("think",),
+    "full": ("think", "depth", "trace"),
+}
+
+
+def parse_mode(mode: str) -> tuple[str, ...]:
+    """Reasoning mode -> the blocks written before the actions, in sequence order.
+
+    ``act``, ``trace``, ``depth+trace``, ``full`` (rationale, depth, trace), or any ``+``-joined
+    combination of ``think``, ``depth`` and ``trace``.
+    """
+    if mode in MODES:
+        return MODES[mode]
+    parts = set(mode.split("+"))
+    if not parts or not parts <= {"think", "depth", "trace"}:
+        raise ValueError(f"unknown reasoning mode {mode!r}; choose from {', '.join(MODES)} or a '+'-joined "
+                         "combination of think, depth, trace")
+    return tuple(b for b in BLOCKS if b in parts)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "tiny"
+    image_size: int = 64  # the model's input resolution (frames are resized to it)
+    patch_size: int = 8  # image tokens: (image_size / patch_size)^2
+    vision: str = "conv"  # "conv": a strided-conv stem; "patch": a single linear patch embedding (ViT)
+    d_model: int = 192
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_hidden: int = 512  # SwiGLU hidden width
+    dropout: float = 0.0
+    rope_base: float = 10000.0
+
+    def __post_init__(self):
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.vision not in ("conv", "patch"):
+            raise ValueError(f"vision must be 'conv' or 'patch', got {self.vision!r}")
+
+    @property
+    def n_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    # Seconds on a CPU: tests and smoke runs.
+    "debug": ModelConfig(name="debug", image_size=32, patch_size=8, d_model=64, n_layers=2, n_heads=2, mlp_hidden=128),
+    # Minutes on a CPU: the quickstart.
+    "tiny": ModelConfig(name="tiny", image_size=64, patch_size=16, d_model=192, n_layers=4, n_heads=4, mlp_hidden=512),
+    # One GPU.
+    "small": ModelConfig(name="small", image_size=128, patch_size=16, d_model=384, n_layers=8, n_heads=6, mlp_hidden=1024),
+    "base": ModelConfig(name="base", image_size=128, patch_size=8, d_model=768, n_layers=12, n_heads=12, mlp_hidden=2048),
+}
+
+
+def model_config(name: str, **overrides) -> ModelConfig:
+    if name not in MODEL_PRESETS:
+        raise ValueError(f"unknown model config {name!r}; choose from {', '.join(MODEL_PRESETS)}")
+    known = {f.name for f in fields(ModelConfig)}
+    bad = set(overrides) - known
+    if bad:
+        raise ValueError(f"unknown model option(s) {sorted(bad)}; options: {sorted(known)}")
+    return replace(MODEL_PRESETS[name], **overrides)
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """What one sample's token sequence holds."""
+
+    mode: str = "act"
+    horizon: int = 8  # action chunk length H
+    action_dim: int = 4
+    state_dim: int = 7
+    trace_points: int = 5
+    depth_tokens: int = 16
+    think_tokens: int = 48  # rationale block length (text, <eot>, then padding)
+    instruction_tokens: int = 16
+    decoder: str = "diffusion"  # "ar" | "diffusion": the training objective and the decoder
+
+    def __post_init__(self):
+        parse_mode(self.mode)
+        if self.decoder not in ("ar", "diffusion"):
+            raise ValueError(f"decoder must be 'ar' or 'diffusion', got {self.decoder!r}")
+
+    @property
+    def blocks(self) -> tuple[str, ...]:
+        return (*parse_mode(self.mode), "act")
+
+    def block_length(self, block: str) -> int:
+        return {"think": self.think_tokens, "depth": self.depth_tokens, "trace": 2 * self.trace_points,
+                "act": self.horizon * self.action_dim}[block]
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+
+    def to_dict(self) -> dict:
+        return {"model": asdict(self.model), "sequence": asdict(self.sequence)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        return cls(ModelConfig(**d["model"]), SequenceConfig(**d["sequence"]))

@@ -1,0 +1,56 @@
+"""Trace tokenizer: N points (x, y) in image pixels -> 2N coordinate bins over the image."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class TraceTokenizer:
+    width: int  # image size in pixels the coordinates refer to
+    height: int
+    points: int = 5
+    bins: int = 256
+
+    @property
+    def length(self) -> int:
+        return 2 * self.points
+
+    def encode(self, trace: np.ndarray) -> np.ndarray:
+        """(..., N, 2) pixels -> (..., 2N) int64 (x1, y1, x2, y2, ...); points off the image are clipped."""
+        trace = np.asarray(trace, np.float64)
+        if trace.shape[-2:] != (self.points, 2):
+            raise ValueError(f"expected a trace of shape (..., {self.points}, 2), got {trace.shape}")
+        scale = np.array([self.bins / self.width, self.bins / self.height])
+        tok = np.clip(np.floor(trace * scale), 0, self.bins - 1).astype(np.int64)
+        return tok.reshape(trace.shape[:-2] + (self.length,))
+
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """(..., 2N) int -> (..., N, 2) float32 pixels (bin centres)."""
+        tokens = np.asarray(tokens, np.float64)
+        xy = tokens.reshape(tokens.shape[:-1] + (self.points, 2))
+        return ((xy + 0.5) * np.array([self.width / self.bins, self.height / self.bins])).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"type": "trace", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TraceTokenizer":
+        return cls(d["width"], d["height"], d.get("points", 5), d.get("bins", 256))
+
+
+def resample_trace(points: np.ndarray, n: int) -> np.ndarray:
+    """Resample a polyline (M, 2) to n points evenly spaced along its length (M may be 1)."""
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(pts) == 0:
+        raise ValueError("a trace needs at least one point")
+    if len(pts) == 1:
+        return np.repeat(pts, n, 0).astype(np.float32)
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    if s[-1] < 1e-9:
+        return np.repeat(pts[:1], n, 0).astype(np.float32)
+    target = np.linspace(0, s[-1], n)
+    return np.stack([np.interp(target, s, pts[:, 0]), np.interp(target, s, pts[:, 1])], -1).astype(np.float32)

@@ -1,0 +1,208 @@
+import numpy as np
+import pytest
+import torch
+
+from reasonact.decoding import diffusion_step, generate
+from reasonact.decoding.schedule import committed_target
+from reasonact.model.arm import ActionReasoningModel, noisy_span
+from reasonact.model.config import Config, SequenceConfig, model_config
+from reasonact.model.layers import KVCache
+from reasonact.model.layout import CLEAN, MARKER, NOISY, PREFIX, Span, allowed, prefix_span, training_span
+from reasonact.tokenizers import Vocab
+
+VOCAB = Vocab(text=300)
+
+
+def make_model(decoder: str, mode: str = "depth+trace", seed: int = 0) -> ActionReasoningModel:
+    torch.manual_seed(seed)
+    cfg = Config(model_config("debug"), SequenceConfig(mode=mode, decoder=decoder, depth_tokens=4, trace_points=2, horizon=2))
+    return ActionReasoningModel(cfg, VOCAB).eval()
+
+
+def fake_obs(model, B=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = model.cfg.model.image_size
+    img = torch.rand(B, 3, s, s, generator=g)
+    instr = torch.randint(VOCAB.offset("text"), VOCAB.offset("text") + 300, (B, 16), generator=g)
+    instr[:, 5:] = VOCAB.pad
+    return img, instr, torch.randn(B, 7, generator=g)
+
+
+def fake_targets(model, B=2, seed=0):
+    g = torch.Generator().manual_seed(seed + 1)
+    out = {}
+    for b in model.cfg.sequence.blocks:
+        lo, hi = VOCAB.block_range(b)
+        out[b] = torch.randint(lo, hi, (B, model.cfg.sequence.block_length(b)), generator=g)
+    return out
+
+
+# -- masks ------------------------------------------------------------------------------------------
+def test_diffusion_training_mask_position_by_position():
+    span, slices, markers = training_span(n_prefix=3, lengths=[2, 3], diffusion=True)
+    full = prefix_span(3).cat(span)
+    m = allowed(full, full, causal=False)
+    # layout: P P P | m0 c0 c0 m1 | n0 n0 n1 n1 n1
+    assert full.role.tolist() == [PREFIX] * 3 + [MARKER, CLEAN, CLEAN, MARKER] + [NOISY] * 5
+    assert full.pos.tolist() == [0, 1, 2, 3, 4, 5, 6, 4, 5, 7, 8, 9]
+    P, m0, c0, m1, n0, n1 = [0, 1, 2], 3, [4, 5], 6, [7, 8], [9, 10, 11]
+    for q in P:
+        assert m[q, P].all() and not m[q, 3:].any()  # the prefix sees only itself
+    assert m[m0, P].all() and m[m0, m0] and not m[m0, c0].any()  # a marker precedes its block
+    for q in c0:
+        assert m[q, P + [m0] + c0].all() and not m[q, [m1] + n0 + n1].any()
+    assert m[m1, P + [m0] + c0 + [m1]].all() and not m[m1, n0 + n1].any()
+    for q in n0:  # noisy block 0: prefix, its marker, itself; never the clean copy of itself
+        assert m[q, P + [m0] + n0].all() and not m[q, c0 + [m1] + n1].any()
+    for q in n1:  # noisy block 1: the clean block 0 and both markers, itself
+        assert m[q, P + [m0] + c0 + [m1] + n1].all() and not m[q, n0].any()
+    assert [slices[0].start, slices[1].start] == [4, 6] and markers == [0, 3]
+
+
+def test_ar_training_mask_is_causal_after_a_bidirectional_prefix():
+    span, slices, markers = training_span(n_prefix=3, lengths=[2, 2], diffusion=False)
+    full = prefix_span(3).cat(span)
+    m = allowed(full, full, causal=True)
+    n = len(full)
+    for q in range(3):
+        assert m[q, :3].all() and not m[q, 3:].any()
+    for q in range(3, n):
+        assert m[q, : q + 1].all() and not m[q, q + 1:].any()
+
+
+def test_nothing_attends_to_a_later_block():
+    for diffusion in (False, True):
+        span, _, _ = training_span(5, [4, 3, 6], diffusion)
+        full = prefix_span(5).cat(span)
+        m = allowed(full, full, causal=not diffusion)
+        later = (full.block[None, :] > full.block[:, None]) & (full.role[None, :] != PREFIX)
+        assert not (m & later).any()
+
+
+# -- cache ------------------------------------------------------------------------------------------
+def test_kv_cached_ar_decoding_matches_a_full_forward_pass():
+    model = make_model("ar")
+    img, instr, st = fake_obs(model)
+    targets = fake_targets(model)
+    ids, span, plan = model.training_inputs(targets, None)
+    px, pvalid = model.prefix(img, instr, st)
+    full = prefix_span(px.shape[1]).cat(span)
+    with torch.no_grad():
+        h_full = model.run(torch.cat([px, model.tok_emb(ids)], 1), full,
+                           torch.cat([pvalid, torch.ones_like(ids, dtype=torch.bool)], 1))
+        cache = KVCache(len(model.layers))
+        h_pre = model.run(px, prefix_span(px.shape[1]), pvalid, cache, append=px.shape[1])
+        steps = [h_pre]
+        for j in range(ids.shape[1]):  # one token at a time
+            one = Span(span.role[j: j + 1], span.block[j: j + 1], span.pos[j: j + 1])
+            steps.append(model.run(model.tok_emb(ids[:, j: j + 1]), one, torch.ones(2, 1, dtype=torch.bool), cache, append=1))
+    h_inc = torch.cat(steps, 1)
+    torch.testing.assert_close(model.logits(h_inc), model.logits(h_full), atol=1e-5, rtol=1e-5)
+
+
+def test_kv_cached_diffusion_round_matches_the_training_layout():
+    model = make_model("diffusion")
+    img, instr, st = fake_obs(model)
+    targets = fake_targets(model)
+    g = torch.Generator().manual_seed(3)
+    ids, span, plan = model.training_inputs(targets, None, g)
+    px, pvalid = model.prefix(img, instr, st)
+    with torch.no_grad():
+        h_full = model.run(torch.cat([px, model.tok_emb(ids)], 1), prefix_span(px.shape[1]).cat(span),
+                           torch.cat([pvalid, torch.ones_like(ids, dtype=torch.bool)], 1))[:, px.shape[1]:]
+        # Cached: prefix + <depth>, then clean depth + <trace>, then clean trace + <act>, then the noisy act block.
+        Lp = px.shape[1]
+        cache = KVCache(len(model.layers))
+        sl = {b: s for b, s in zip(model.cfg.sequence.blocks, [p[1] for p in plan])}
+        marker_at = [i for i, r in enumerate(span.role.tolist()) if r == MARKER]
+        model.run(torch.cat([px, model.tok_emb(ids[:, marker_at[0]: marker_at[0] + 1])], 1),
+                  prefix_span(Lp).cat(Span(span.role[:1], span.block[:1], span.pos[:1])),
+                  torch.cat([pvalid, torch.ones(2, 1, dtype=torch.bool)], 1), cache, append=Lp + 1)
+        for b in range(2):  # clean block b and the next marker
+            lo, hi = marker_at[b] + 1, marker_at[b + 1] + 1
+            part = Span(span.role[lo:hi], span.block[lo:hi], span.pos[lo:hi])
+            model.run(model.tok_emb(ids[:, lo:hi]), part, torch.ones(2, hi - lo, dtype=torch.bool), cache, append=hi - lo)
+        act = sl["act"]
+        noisy = Span(span.role[act], span.block[act], span.pos[act])
+        h_act = model.run(model.tok_emb(ids[:, act]), noisy, torch.ones(2, len(noisy), dtype=torch.bool), cache)
+    torch.testing.assert_close(h_act, h_full[:, act], atol=1e-5, rtol=1e-5)
+
+
+# -- decoders ---------------------------------------------------------------------------------------
+class Counting:
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+        self._run = model.run
+
+    def __enter__(self):
+        def run(*a, **k):
+            self.calls += 1
+            return self._run(*a, **k)
+
+        self.model.run = run
+        return self
+
+    def __exit__(self, *exc):
+        self.model.run = self._run
+
+
+@pytest.mark.parametrize("steps", [1, 4, 12])
+def test_diffusion_decoder_commits_everything_in_range_in_exactly_T_passes(steps):
+    for mode, blocks in (("act", 1), ("depth+trace", 3)):
+        model = make_model("diffusion", mode)
+        img, instr, st = fake_obs(model, B=3)
+        with Counting(model) as c:
+            res = generate(model, img, instr, st, steps=steps, generator=torch.Generator().manual_seed(0))
+        assert c.calls == res.nfe == steps * blocks
+        for b, toks in res.tokens.items():
+            lo, hi = VOCAB.block_range(b)
+            assert toks.shape == (3, model.cfg.sequence.block_length(b))
+            assert (toks >= lo).all() and (toks < hi).all(), f"{b} tokens left their range"
+            assert (toks != VOCAB.mask).all()
+
+
+def test_ar_decoder_spends_one_pass_per_token_and_stays_in_range():
+    model = make_model("ar")
+    img, instr, st = fake_obs(model)
+    with Counting(model) as c:
+        res = generate(model, img, instr, st)
+    total = sum(model.cfg.sequence.block_length(b) for b in model.cfg.sequence.blocks)
+    assert c.calls == res.nfe == total
+    for b, toks in res.tokens.items():
+        lo, hi = VOCAB.block_range(b)
+        assert (toks >= lo).all() and (toks < hi).all()
+
+
+def test_a_given_block_is_used_verbatim():
+    model = make_model("diffusion", "trace")
+    img, instr, st = fake_obs(model)
+    lo, _ = VOCAB.block_range("trace")
+    trace = torch.full((2, 4), lo + 7)
+    res = generate(model, img, instr, st, steps=3, given={"trace": trace})
+    assert torch.equal(res.tokens["trace"], trace) and res.nfe == 3
+
+
+def test_schedule_commits_easy_first_and_remasks_doubtful_tokens():
+    assert [committed_target(8, t, 4) for t in range(1, 5)] == [1, 3, 5, 8]
+    assert [committed_target(4, t, 4) for t in range(1, 5)] == [1, 2, 3, 4]
+    # Round 1 of 4: the single most confident position is committed (no Gumbel noise).
+    probs = torch.full((1, 4, 3), 0.05)
+    probs[0, :, 0] = torch.tensor([0.5, 0.9, 0.6, 0.95])
+    tokens = torch.zeros(1, 4, dtype=torch.long)
+    committed = torch.zeros(1, 4, dtype=torch.bool)
+    tokens, committed, _ = diffusion_step(probs, tokens, committed, 1, 4, temperature=0.0)
+    assert committed[0].tolist() == [False, False, False, True]
+    # Round 2: position 3's token lost the model's confidence (0.05 < eta_2 = 0.25): re-masked and left
+    # open for a later round; the two most confident open positions are committed.
+    probs2 = torch.full((1, 4, 3), 0.05)
+    probs2[0, :, 1] = torch.tensor([0.9, 0.05, 0.85, 0.05])
+    probs2[0, 1, 0] = 0.8
+    probs2[0, 3, 2] = 0.7
+    tokens, committed, st = diffusion_step(probs2, tokens, committed, 2, 4, temperature=0.0)
+    assert st["remasked"] == 1
+    assert committed[0].tolist() == [True, False, True, False]
+    assert tokens[0, 0] == 1 and tokens[0, 2] == 1
+    # Final round: eta is 0, every position is committed, to the most likely token.
+    tokens, committed, st = diffusion_step(probs2, tokens, committed, 4, 4, temperature=1.0)
+    assert committed.all() and st["remasked"] == 0
+    assert tokens[0].tolist() == [1, 0, 1, 2]

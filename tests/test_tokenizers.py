@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+
+from reasonact.tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab, resample_trace
+
+
+def test_action_tokens_round_trip_within_one_bin():
+    tok = ActionTokenizer(low=[-1.0, -0.5, 0.0, -1.0], high=[1.0, 0.5, 2.0, 1.0])
+    rng = np.random.default_rng(0)
+    a = rng.uniform(tok.low, tok.high, size=(1000, 4))
+    ids = tok.encode(a)
+    assert ids.min() >= 0 and ids.max() < 256 and ids.dtype == np.int64
+    err = np.abs(tok.decode(ids) - a)
+    assert (err <= tok.bin_width() / 2 + 1e-6).all()
+    # Outside the quantile bounds: clipped to the extreme bins.
+    np.testing.assert_array_equal(tok.encode(np.array([[-9.0, 9.0, -9.0, 9.0]])), [[0, 255, 0, 255]])
+    with pytest.raises(ValueError, match="4 dimensions"):
+        tok.encode(np.zeros((2, 3)))
+
+
+def test_action_tokenizer_needs_quantile_stats():
+    with pytest.raises(ValueError, match="q01"):
+        ActionTokenizer.from_stats({"action": {"mean": [0.0]}})
+    tok = ActionTokenizer.from_stats({"action": {"q01": [-2.0], "q99": [2.0]}}, bins=8)
+    assert tok.to_dict()["bins"] == 8 and ActionTokenizer.from_dict(tok.to_dict()) == tok
+
+
+def test_trace_tokens_round_trip_within_one_bin():
+    tok = TraceTokenizer(width=128, height=96, points=5)
+    pts = np.random.default_rng(1).uniform([0, 0], [128, 96], size=(50, 5, 2))
+    ids = tok.encode(pts)
+    assert ids.shape == (50, 10) and ids.min() >= 0 and ids.max() < 256
+    back = tok.decode(ids)
+    assert (np.abs(back - pts) <= np.array([128 / 256, 96 / 256]) / 2 + 1e-6).all()
+
+
+def test_resample_trace_keeps_ends_and_spacing():
+    line = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]])
+    r = resample_trace(line, 5)
+    np.testing.assert_allclose(r[0], [0, 0])
+    np.testing.assert_allclose(r[-1], [10, 10])
+    np.testing.assert_allclose(np.linalg.norm(np.diff(r, axis=0), axis=1), 5.0, atol=1e-5)
+    assert resample_trace(np.array([[3.0, 4.0]]), 5).shape == (5, 2)
+
+
+def test_text_bpe_round_trips_and_encodes_new_words():
+    tok = TextTokenizer.train(["open the drawer", "close the drawer", "push the puck to the goal"], vocab_size=300)
+    for t in ("open the drawer", "push the puck to the goal", "a zebra never seen"):
+        assert tok.decode(tok.encode(t)) == t
+    assert len(tok.encode("open the drawer")) < len("open the drawer")  # merges were learnt
+    b = TextTokenizer.bytes()
+    assert b.decode(b.encode("Hi there")) == "hi there" and b.vocab_size == 256
+
+
+def test_vocab_ranges_are_disjoint_and_cover_the_blocks():
+    v = Vocab(text=300)
+    ranges = {b: v.block_range(b) for b in ("depth", "trace", "act")}
+    spans = sorted(ranges.values())
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert ranges["act"][1] == v.size
+    lo, hi = v.block_range("think")
+    assert lo <= v.pad < hi and lo <= v.eot < hi and not lo <= v.mask < hi
+
+
+@pytest.mark.sim
+def test_depth_vae_learns_and_reports_metres(tiny_dataset, tmp_path):
+    from reasonact.tokenizers.depth_vae import DepthVAE, train_depth_vae
+
+    m = train_depth_vae(tiny_dataset, tmp_path / "vae", steps=300, batch_size=32, progress=False)
+    assert {"mae_m", "mean_image_mae_m", "codes_used", "near_m", "far_m"} <= set(m)
+    # On held-out episodes the codes carry more than the scene's average depth image.
+    assert m["mae_m"] < m["mean_image_mae_m"], m
+    vae = DepthVAE.load(tmp_path / "vae")
+    from reasonact.data import load_dataset
+
+    ds = load_dataset(tiny_dataset)
+    depth = torch.from_numpy(np.stack([ds.depth(i) for i in range(0, len(ds), 7)]))
+    codes = vae.encode(depth)
+    assert codes.shape == (len(depth), 16) and codes.min() >= 0 and codes.max() < 128
+    recon = vae.decode(codes)
+    assert recon.shape == (len(depth), 32, 32)
+    assert len({tuple(c) for c in codes.tolist()}) > 1  # different frames, different codes
+    # The range is the workspace: where the end effector goes, not the far background.
+    assert 0.5 < vae.cfg.near < vae.cfg.far < 3.5
+    with pytest.raises(FileNotFoundError, match="train-depth-vae"):
+        DepthVAE.load(tmp_path / "missing")
