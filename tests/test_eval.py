@@ -1,0 +1,87 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import reasonact
+from reasonact.evaluation import held_out_seeds, wilson
+
+pytestmark = pytest.mark.sim
+
+
+@pytest.fixture(scope="module")
+def debug_run(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "debug"
+    return reasonact.train(tiny_dataset, out, config="debug", steps=2, batch_size=4, progress=False, reasoning="trace")
+
+
+def crashing_env(task, **kwargs):
+    """An environment whose simulator fails mid-episode on one layout (a stand-in for a MuJoCo crash)."""
+    from reasonact.envs import make_env
+
+    env = make_env(task, **kwargs)
+    real_step, real_reset = env.step, env.reset
+
+    def reset(seed):
+        env._bad = seed == 1_000_001
+        return real_reset(seed)
+
+    def step(action):
+        if env._bad and env.elapsed_steps >= 3:
+            raise RuntimeError("simulated simulator failure")
+        return real_step(action)
+
+    env.reset, env.step = reset, step
+    return env
+
+
+def test_eval_writes_a_report_on_held_out_layouts(debug_run, tmp_path):
+    r = reasonact.evaluate(debug_run, tmp_path / "ev", suite="mt10", tasks="reach-v3", episodes_per_task=2,
+                           workers=1, max_steps=16, progress=False, video=True)
+    on_disk = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(r))
+    for key in ("suite", "checkpoint", "decoder", "steps", "episodes_per_task", "tasks", "success_rate",
+                "latency_ms_per_chunk", "nfe_per_chunk"):
+        assert key in r
+    t = r["tasks"]["reach-v3"]
+    assert t["episodes"] == 2 and 0 <= t["successes"] <= 2 and t["success_rate"] == t["successes"] / 2
+    assert 0 <= t["ci95"][0] <= t["success_rate"] <= t["ci95"][1] <= 1
+    assert r["decoder"] == "diffusion" and r["steps"] == 12 and r["nfe_per_chunk"] == 24
+    train_seeds = set(json.loads((debug_run / "config.json").read_text())["data"]["seeds"]["reach-v3"])
+    assert train_seeds and not set(t["seeds"]) & train_seeds
+    assert (tmp_path / "ev" / "report.md").read_text().startswith("# Evaluation")
+    assert (tmp_path / "ev" / "success.png").stat().st_size > 1000
+    assert len(list((tmp_path / "ev" / "videos").glob("*.mp4"))) == 1
+
+
+def test_a_worker_that_raises_is_reported_not_hung(debug_run, tmp_path):
+    r = reasonact.evaluate(debug_run, tmp_path / "ev", suite="reach-v3", episodes_per_task=3, workers=1,
+                           max_steps=12, progress=False, env_factory=crashing_env, timeout=120)
+    t = r["tasks"]["reach-v3"]
+    assert t["episodes"] == 3 and r["errors"] == 1
+    assert t["errors"][0]["seed"] == 1_000_001 and "simulated simulator failure" in t["errors"][0]["error"]
+    assert "simulator error" in (tmp_path / "ev" / "report.md").read_text()
+
+
+def test_eval_bad_input_fails_clearly(debug_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="reasonact train"):
+        reasonact.evaluate(tmp_path / "missing", tmp_path / "ev")
+    with pytest.raises(ValueError, match="reach-v3"):
+        reasonact.evaluate(debug_run, tmp_path / "ev", suite="mt10", tasks="reach-v99")
+    other = tmp_path / "other"
+    shutil.copytree(debug_run, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["sequence"]["action_dim"] = 7
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="7-d action space"):
+        reasonact.evaluate(other, tmp_path / "ev", suite="reach-v3", episodes_per_task=1)
+    assert not (tmp_path / "ev" / "report.json").exists()
+
+
+def test_wilson_interval_and_seed_choice():
+    lo, hi = wilson(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+    assert wilson(0, 5)[0] == 0.0 and wilson(5, 5)[1] == 1.0
+    assert held_out_seeds(3, {10, 11}, base=10) == [12, 13, 14]
+    assert np.all(np.diff(held_out_seeds(5, set())) == 1)
