@@ -45,19 +45,159 @@ def _add_show(sub) -> None:
 
 
 def _add_quickstart(sub) -> None:
-    p = sub.add_parser("quickstart", help="the main job on a small default (what `make demo` runs)")
+    from .quickstart import QuickstartConfig
+
+    d = QuickstartConfig()
+    p = sub.add_parser("quickstart", help="the main job end to end on a small default (what `make demo` runs)")
     p.add_argument("--out", default="demo")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--tasks", default=None, help=f"default: {d.tasks}")
+    p.add_argument("--episodes-per-task", type=int, default=None, help=f"default: {d.episodes_per_task}")
+    p.add_argument("--steps", type=int, default=None, help=f"training steps (default: {d.steps})")
+    p.add_argument("--eval-episodes", type=int, default=None, help=f"default: {d.eval_episodes}")
+    p.add_argument("--decoder", choices=["ar", "diffusion"], default=None, help=f"default: {d.decoder}")
+    p.add_argument("--reasoning", default=None, help=f"default: {d.reasoning}")
 
     def run(a):
         from .quickstart import quickstart
 
-        quickstart(a.out, workers=a.workers)
+        opts = {k: getattr(a, k) for k in ("tasks", "episodes_per_task", "steps", "eval_episodes", "decoder", "reasoning")}
+        quickstart(a.out, workers=a.workers, **{k: v for k, v in opts.items() if v is not None})
 
     p.set_defaults(func=run)
 
 
-COMMANDS = [_add_collect, _add_show, _add_quickstart]
+def _add_train(sub) -> None:
+    from .training import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train an Action Reasoning Model on a dataset")
+    p.add_argument("--data", default=None, help="dataset directory (with --resume: defaults to the run's dataset)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--config", default=None, help=f"model preset: debug, tiny, small, base (default: {d.config})")
+    p.add_argument("--decoder", choices=["ar", "diffusion"], default=None, help=f"default: {d.decoder}")
+    p.add_argument("--reasoning", default=None,
+                   help=f"act, trace, depth+trace, full (rationale+depth+trace) (default: {d.reasoning})")
+    p.add_argument("--steps", type=int, default=None, help=f"optimiser steps (default: {d.steps})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"global batch size (default: {d.batch_size})")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default: {d.lr})")
+    p.add_argument("--horizon", type=int, default=None, help=f"action chunk length (default: {d.horizon})")
+    p.add_argument("--steer-prob", type=float, default=None,
+                   help="share of samples trained with the trace given (steering) (default: 0)")
+    p.add_argument("--lambda-reason", type=float, default=None, help=f"reasoning loss weight (default: {d.lambda_reason})")
+    p.add_argument("--freeze-layers", type=int, default=None, help="freeze the vision encoder and the lowest K layers")
+    p.add_argument("--init", default=None, help="start from another run's weights and tokenizers")
+    p.add_argument("--depth-vae", default=None, help="a trained depth tokenizer directory (else one is trained)")
+    p.add_argument("--val-fraction", type=float, default=None, help="share of episodes held out for validation loss")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None)
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (CUDA)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    p.add_argument("--save-every", type=int, default=None)
+    p.add_argument("--log-every", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+
+    def run(a):
+        from .training import train
+
+        opts = {k: getattr(a, k) for k in ("config", "decoder", "reasoning", "steps", "batch_size", "lr", "horizon",
+                                          "steer_prob", "lambda_reason", "freeze_layers", "init", "depth_vae",
+                                          "val_fraction", "precision", "compile", "augment", "save_every",
+                                          "log_every", "seed")}
+        if a.data is None and not a.resume:
+            raise ValueError("--data is required (except with --resume)")
+        out = train(a.data, a.out, resume=a.resume, device=a.device, **opts)
+        print(f"run directory: {out}")
+
+    p.set_defaults(func=run)
+
+
+def _add_train_depth_vae(sub) -> None:
+    p = sub.add_parser("train-depth-vae", help="train the depth tokenizer (a VQ-VAE) on a dataset's depth maps")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--codebook", type=int, default=128)
+    p.add_argument("--grid", type=int, default=4, help="latent grid: grid x grid tokens per image")
+    p.add_argument("--device", default=None)
+
+    def run(a):
+        from .tokenizers.depth_vae import train_depth_vae
+
+        m = train_depth_vae(a.data, a.out, steps=a.steps, codebook=a.codebook, grid=a.grid, device=a.device)
+        print(f"depth tokenizer at {a.out}: mean error {m['mae_m'] * 100:.2f} cm on held-out episodes, "
+              f"{m['codes_used']}/{m['codebook']} codes used")
+
+    p.set_defaults(func=run)
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="closed-loop success rates on held-out layouts")
+    p.add_argument("--checkpoint", required=True, help="run directory written by `reasonact train`")
+    p.add_argument("--suite", default="mt10")
+    p.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks")
+    p.add_argument("--episodes-per-task", type=int, default=20)
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--decoder", choices=["ar", "diffusion"], default=None, help="must match the trained decoder")
+    p.add_argument("--steps", type=int, default=None, help="diffusion refinement rounds T (default: 12)")
+    p.add_argument("--execute", type=int, default=None, help="actions run per chunk (default: the whole chunk)")
+    p.add_argument("--workers", type=int, default=None, help="simulator processes (default: CPU count)")
+    p.add_argument("--video", action="store_true", help="write rollout videos with the predicted trace")
+    p.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the task's, 500)")
+    p.add_argument("--device", default=None)
+
+    def run(a):
+        from .evaluation import evaluate
+        from .machine import describe
+
+        r = evaluate(a.checkpoint, a.out, suite=a.suite, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
+                     decoder=a.decoder, steps=a.steps, execute=a.execute, workers=a.workers, video=a.video,
+                     max_steps=a.max_steps, device=a.device)
+        for t, v in r["tasks"].items():
+            print(f"{t:28s} {v['success_rate']:6.1%}  [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}]  n={v['episodes']}")
+        print(f"{'mean':28s} {r['success_rate']:6.1%}   latency {r['latency_ms_per_chunk']:.1f} ms/chunk, "
+              f"{r['nfe_per_chunk']:.0f} passes/chunk, on {describe(r['machine'])}")
+        print(f"report: {a.out}/report.md")
+
+    p.set_defaults(func=run)
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve a policy over a websocket (msgpack + numpy; see docs/serving.md)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--device", default=None)
+
+    def run(a):
+        from .serve.server import serve
+
+        serve(a.checkpoint, host=a.host, port=a.port, device=a.device)
+
+    p.set_defaults(func=run)
+
+
+def _add_console(sub) -> None:
+    p = sub.add_parser("console", help="a browser console to watch and steer a policy in a live episode")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--task", required=True, help="a Meta-World task, e.g. reach-v3")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--seed", type=int, default=None, help="first layout (default: a held-out one)")
+    p.add_argument("--execute", type=int, default=None, help="actions run per Step (default: the whole chunk)")
+    p.add_argument("--device", default=None)
+
+    def run(a):
+        from .serve.console import console
+
+        console(a.checkpoint, a.task, host=a.host, port=a.port, device=a.device, seed=a.seed, execute=a.execute)
+
+    p.set_defaults(func=run)
+
+
+COMMANDS = [_add_collect, _add_show, _add_train, _add_train_depth_vae, _add_eval, _add_serve, _add_console,
+            _add_quickstart]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, DatasetError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

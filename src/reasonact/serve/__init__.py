@@ -1,0 +1,1 @@
+"""Serving: a websocket policy server, its Python client, and the browser steering console."""

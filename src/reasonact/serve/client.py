@@ -1,0 +1,71 @@
+"""``PolicyClient(url).predict(obs, instruction)``: the policy server, called like a local policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..policy import Prediction
+from .codec import packb, unpackb
+
+
+class PolicyServerError(RuntimeError):
+    """The server answered with an error (the message says what was wrong with the request)."""
+
+
+class PolicyClient:
+    def __init__(self, url: str = "ws://127.0.0.1:8765", *, timeout: float = 60.0):
+        from websockets.sync.client import connect
+
+        self.url = url
+        self._ws = connect(url, max_size=None, open_timeout=timeout, close_timeout=5)
+        self.timeout = timeout
+        self.last_reply: dict | None = None
+        self._next_id = 0
+
+    def request(self, message: dict) -> dict:
+        self._next_id += 1
+        message = {"id": self._next_id, **message}
+        self._ws.send(packb(message))
+        reply = unpackb(self._ws.recv(timeout=self.timeout))
+        self.last_reply = reply
+        if reply.get("type") == "error":
+            raise PolicyServerError(reply.get("error", "unknown error"))
+        return reply
+
+    def send_raw(self, data: bytes) -> dict:
+        """Send bytes as they are (for testing servers); returns the decoded reply."""
+        self._ws.send(data)
+        return unpackb(self._ws.recv(timeout=self.timeout))
+
+    def health(self) -> dict:
+        return self.request({"type": "health"})
+
+    def predict(self, obs: dict, instruction: str | None = None, *, trace: np.ndarray | None = None,
+                decoder: str | None = None, steps: int | None = None, seed: int = 0) -> Prediction:
+        """Mirror of :meth:`reasonact.policy.Policy.predict`, answered by the server."""
+        instruction = instruction if instruction is not None else obs.get("instruction")
+        msg: dict[str, Any] = {"type": "predict", "rgb": np.asarray(obs["rgb"]), "state": np.asarray(obs["state"], np.float32),
+                               "instruction": instruction, "seed": seed}
+        if obs.get("depth") is not None:
+            msg["depth"] = np.asarray(obs["depth"], np.float32)
+        if trace is not None:
+            msg["trace"] = np.asarray(trace, np.float32)
+        if decoder is not None:
+            msg["decoder"] = decoder
+        if steps is not None:
+            msg["steps"] = int(steps)
+        r = self.request(msg)
+        return Prediction(actions=r["actions"], trace=r.get("trace"), depth_tokens=r.get("depth_tokens"),
+                          rationale=r.get("rationale"), nfe=r["nfe"], latency_ms=r["latency_ms"],
+                          trace_given=trace is not None)
+
+    def close(self) -> None:
+        self._ws.close()
+
+    def __enter__(self) -> "PolicyClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,296 @@
+"""``reasonact console``: a browser steering console for a policy in a live simulated episode.
+
+One HTTP + websocket server on localhost serves the page (every asset comes from the package: no CDN)
+and a JSON websocket at ``/ws``. The page shows the camera, the predicted trace, the depth image decoded
+from the predicted depth tokens and the rationale; a person draws a trace to steer, and steps, runs,
+pauses or resets the episode. The simulator and the policy live on one worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import mimetypes
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..evaluation import EVAL_SEED_BASE, held_out_seeds
+from ..io import encode_png
+from ..steering import remaining_path
+
+STATIC = Path(__file__).parent / "static"
+CONSOLE_SEED_BASE = EVAL_SEED_BASE + 500_000
+
+
+def png_data_url(img: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(encode_png(img)).decode()
+
+
+def colorize_depth(depth: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Metres -> RGB (near: warm, far: cool)."""
+    x = np.clip((depth - near) / max(far - near, 1e-6), 0, 1)
+    r = np.clip(1.5 - np.abs(4 * x - 1), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * x - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * x - 3), 0, 1)
+    return (np.stack([r, g, b], -1) * 255).astype(np.uint8)
+
+
+class ConsoleSession:
+    """One simulated episode driven by the policy, steered by an optional drawn path (pixels)."""
+
+    def __init__(self, policy, task: str, *, seed: int | None = None, execute: int | None = None,
+                 steps: int | None = None):
+        from ..envs import make_env
+        from ..evaluation import _check_policy
+
+        state_mode = _check_policy(policy, policy.run)
+        self.policy = policy
+        self.task = task
+        self.execute = execute or policy.horizon
+        self.steps = steps
+        self.env = make_env(task, resolution=policy.resolution, camera=policy.meta["data"].get("camera", "corner2"),
+                            state_mode=state_mode, render_depth=False)
+        used = set(policy.meta["data"].get("seeds", {}).get(task, []))
+        self._seeds = iter(held_out_seeds(10_000, used, CONSOLE_SEED_BASE))
+        self.drawn: np.ndarray | None = None
+        self.running = False
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.seed = int(seed) if seed is not None else next(self._seeds)
+        self.obs = self.env.reset(self.seed)
+        self.t, self.success, self.done = 0, False, False
+        self.path = [self.obs["ee_pos"]]
+        self.predict()
+
+    def given_trace(self) -> np.ndarray | None:
+        if self.drawn is None:
+            return None
+        from ..envs import project
+
+        here = project(self.obs["ee_pos"], self.obs["camera_intrinsics"], self.obs["camera_extrinsics"])
+        return remaining_path(self.drawn, here)
+
+    def predict(self) -> None:
+        self.pred = self.policy.predict(self.obs, trace=self.given_trace(), steps=self.steps)
+
+    def step(self) -> None:
+        if self.done:
+            return
+        for a in self.pred.actions[: self.execute]:
+            self.obs, success, done = self.env.step(a)
+            self.t += 1
+            self.path.append(self.obs["ee_pos"])
+            self.success = self.success or success
+            if success or done:
+                self.done = True
+                break
+        self.predict()
+
+    def set_trace(self, points) -> None:
+        pts = np.asarray(points, np.float32).reshape(-1, 2)
+        if len(pts) < 2:
+            raise ValueError("draw at least two points")
+        r = self.policy.resolution
+        self.drawn = np.clip(pts, 0, r)
+        self.predict()
+
+    def clear_trace(self) -> None:
+        self.drawn = None
+        self.predict()
+
+    def message(self) -> dict:
+        from ..envs import project
+
+        K, E = self.obs["camera_intrinsics"], self.obs["camera_extrinsics"]
+        p = self.pred
+        depth = None
+        if p.depth_tokens is not None:
+            d = self.policy.depth_image(p.depth_tokens)
+            depth = png_data_url(colorize_depth(d, float(d.min()), float(d.max())))
+        given = self.given_trace()
+        return {
+            "type": "state",
+            "task": self.task,
+            "instruction": self.obs["instruction"],
+            "seed": self.seed,
+            "step": self.t,
+            "success": self.success,
+            "done": self.done,
+            "running": self.running,
+            "resolution": self.policy.resolution,
+            "frame": png_data_url(self.obs["rgb"]),
+            "trace": None if p.trace is None else p.trace.tolist(),
+            "given_trace": None if given is None else given.tolist(),
+            "drawn": None if self.drawn is None else self.drawn.tolist(),
+            "path": project(np.asarray(self.path), K, E).tolist(),
+            "depth": depth,
+            "rationale": p.rationale,
+            "nfe": p.nfe,
+            "latency_ms": p.latency_ms,
+            "actions": p.actions[: self.execute].tolist(),
+            "decoder": self.policy.decoder,
+            "reasoning": self.policy.config.sequence.mode,
+        }
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class ConsoleServer:
+    def __init__(self, policy, task: str, **session_kwargs):
+        self.policy, self.task, self.session_kwargs = policy, task, session_kwargs
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-sim")
+        self.session: ConsoleSession | None = None
+        self.clients: set = set()
+        self._runner: asyncio.Task | None = None
+
+    async def _call(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _broadcast(self, msg: dict) -> None:
+        data = json.dumps(msg)
+        for ws in list(self.clients):
+            try:
+                await ws.send(data)
+            except Exception:
+                self.clients.discard(ws)
+
+    async def _state(self) -> dict:
+        return await self._call(self.session.message)
+
+    async def _run_loop(self) -> None:
+        while self.session.running and not self.session.done:
+            await self._call(self.session.step)
+            await self._broadcast(await self._state())
+            await asyncio.sleep(0.01)
+        self.session.running = False
+        await self._broadcast(await self._state())
+
+    async def connection(self, ws) -> None:
+        if ws.request.path.split("?")[0] != "/ws":
+            await ws.close(1008, "connect to /ws")
+            return
+        self.clients.add(ws)
+        try:
+            await ws.send(json.dumps(await self._state()))
+            async for raw in ws:
+                try:
+                    msg = json.loads(raw)
+                    cmd = msg.get("cmd")
+                    s = self.session
+                    if cmd == "step":
+                        s.running = False
+                        await self._call(s.step)
+                    elif cmd == "run":
+                        if not s.running:
+                            s.running = True
+                            self._runner = asyncio.create_task(self._run_loop())
+                        continue
+                    elif cmd == "pause":
+                        s.running = False
+                    elif cmd == "reset":
+                        s.running = False
+                        await self._call(s.reset, msg.get("seed"))
+                    elif cmd == "trace":
+                        await self._call(s.set_trace, msg.get("points"))
+                    elif cmd == "clear_trace":
+                        await self._call(s.clear_trace)
+                    else:
+                        raise ValueError(f"unknown command {cmd!r}")
+                    await self._broadcast(await self._state())
+                except (ValueError, TypeError, json.JSONDecodeError) as e:
+                    await ws.send(json.dumps({"type": "error", "error": str(e)}))
+        finally:
+            self.clients.discard(ws)
+
+    def process_request(self, connection, request):
+        from websockets.datastructures import Headers
+        from websockets.http11 import Response
+
+        path = request.path.split("?")[0]
+        if path == "/ws":
+            return None
+        if path == "/health":
+            body = json.dumps({"status": "ok", "task": self.task, "checkpoint": str(self.policy.run)}).encode()
+            ctype = "application/json"
+        else:
+            name = "index.html" if path in ("/", "") else path.lstrip("/")
+            file = (STATIC / name).resolve()
+            if STATIC.resolve() not in file.parents or not file.is_file():
+                body = b"not found"
+                return Response(404, "Not Found", Headers({"Content-Type": "text/plain", "Content-Length": str(len(body))}), body)
+            body = file.read_bytes()
+            ctype = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        return Response(200, "OK", Headers({"Content-Type": ctype, "Content-Length": str(len(body)),
+                                             "Cache-Control": "no-store"}), body)
+
+    async def run(self, host: str, port: int, ready: threading.Event | None = None, stop: asyncio.Event | None = None):
+        from websockets.asyncio.server import serve as ws_serve
+
+        self.session = await self._call(lambda: ConsoleSession(self.policy, self.task, **self.session_kwargs))
+        async with ws_serve(self.connection, host, port, process_request=self.process_request, max_size=2**20) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            if ready is not None:
+                ready.set()
+            try:
+                await (stop.wait() if stop is not None else asyncio.Future())
+            finally:
+                self.session.running = False
+                await self._call(self.session.close)
+
+
+def console(checkpoint, task: str, *, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
+            seed: int | None = None, execute: int | None = None) -> None:
+    from ..envs.metaworld import resolve_tasks
+    from ..policy import load_policy
+
+    resolve_tasks(task)
+    policy = load_policy(checkpoint, device)
+    server = ConsoleServer(policy, task, seed=seed, execute=execute)
+    print(f"steering console for {task}: open http://{host}:{port}/ (Ctrl-C stops)")
+    try:
+        asyncio.run(server.run(host, port))
+    except KeyboardInterrupt:
+        pass
+
+
+class BackgroundConsole:
+    """Run a console on a thread: ``with BackgroundConsole(policy, task) as url: ...`` (tests, notebooks)."""
+
+    def __init__(self, policy, task: str, host: str = "127.0.0.1", port: int = 0, **kwargs):
+        self.server = ConsoleServer(policy, task, **kwargs)
+        self.host, self.port = host, port
+        self._ready = threading.Event()
+
+    def __enter__(self) -> str:
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._error: BaseException | None = None
+
+        def main():
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self.server.run(self.host, self.port, self._ready, self._stop))
+            except BaseException as e:  # surfaced by __enter__
+                self._error = e
+                self._ready.set()
+
+        self._thread = threading.Thread(target=main, daemon=True)
+        self._thread.start()
+        t0 = time.time()
+        while not self._ready.wait(0.5):
+            if time.time() - t0 > 120:
+                raise RuntimeError("the console did not start")
+        if self._error is not None:
+            raise self._error
+        return f"http://{self.host}:{self.server.port}"
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(20)

@@ -1,0 +1,127 @@
+// reasonact steering console: draws the camera, traces and depth; sends commands over /ws.
+"use strict";
+(() => {
+  const cam = document.getElementById("camera");
+  const ctx = cam.getContext("2d");
+  const depthCanvas = document.getElementById("depth");
+  const $ = (id) => document.getElementById(id);
+  const frame = new Image();
+  const depthImg = new Image();
+  let state = null;
+  let stroke = null; // points being drawn, in image pixels
+  let ws = null;
+
+  function send(cmd, extra) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(Object.assign({ cmd }, extra || {})));
+  }
+
+  function toImage(ev) {
+    const r = cam.getBoundingClientRect();
+    const res = state ? state.resolution : 64;
+    return [((ev.clientX - r.left) / r.width) * res, ((ev.clientY - r.top) / r.height) * res];
+  }
+
+  function polyline(points, color, width, dots, dash) {
+    if (!points || points.length === 0 || !state) return;
+    const s = cam.width / state.resolution;
+    ctx.save();
+    ctx.strokeStyle = color; ctx.fillStyle = color; ctx.lineWidth = width;
+    ctx.lineJoin = "round"; ctx.lineCap = "round";
+    if (dash) ctx.setLineDash(dash);
+    ctx.beginPath();
+    points.forEach(([x, y], i) => (i ? ctx.lineTo(x * s, y * s) : ctx.moveTo(x * s, y * s)));
+    ctx.stroke();
+    ctx.setLineDash([]);
+    if (dots) points.forEach(([x, y], i) => {
+      ctx.beginPath();
+      ctx.arc(x * s, y * s, i === points.length - 1 ? 7 : 4.5, 0, 2 * Math.PI);
+      ctx.fill();
+    });
+    ctx.restore();
+  }
+
+  function draw() {
+    ctx.imageSmoothingEnabled = false;
+    ctx.clearRect(0, 0, cam.width, cam.height);
+    if (frame.complete && frame.naturalWidth) ctx.drawImage(frame, 0, 0, cam.width, cam.height);
+    if (!state) return;
+    polyline(state.path, "rgba(255,255,255,0.8)", 2, false);
+    polyline(state.drawn, "rgba(255,200,0,0.55)", 3, false, [8, 6]);
+    // A given trace is what the policy follows: show it in yellow; otherwise show the policy's own plan.
+    if (state.given_trace) polyline(state.given_trace, "#ffc800", 4, true);
+    else polyline(state.trace, "#00ff78", 4, true);
+    polyline(stroke, "#ffc800", 4, false);
+  }
+
+  function render(msg) {
+    state = msg;
+    window.consoleState = msg; // for scripts and tests
+    document.body.dataset.step = String(msg.step);
+    $("task").textContent = `${msg.task} — “${msg.instruction}”`;
+    $("step-count").textContent = msg.step;
+    const badge = $("success");
+    badge.textContent = msg.success ? "success" : msg.done ? "failed (step limit)" : msg.running ? "running" : "ready";
+    badge.className = "badge" + (msg.success ? " ok" : msg.done ? " fail" : "");
+    $("seed").textContent = msg.seed;
+    $("policy").textContent = `${msg.decoder} decoder, reasoning ${msg.reasoning}`;
+    $("timing").textContent = `${msg.latency_ms.toFixed(1)} ms, ${msg.nfe} forward passes`;
+    $("run").disabled = msg.running || msg.done;
+    $("step").disabled = msg.running || msg.done;
+    $("pause").disabled = !msg.running;
+    $("clear").disabled = !msg.drawn;
+    $("no-depth").style.display = msg.depth ? "none" : "";
+    depthCanvas.style.display = msg.depth ? "" : "none";
+    if (msg.depth) depthImg.src = msg.depth;
+    $("rationale").textContent = msg.rationale || "This policy writes no rationale.";
+    $("rationale").className = msg.rationale ? "" : "muted";
+    frame.src = msg.frame;
+  }
+
+  frame.onload = draw;
+  depthImg.onload = () => {
+    const d = depthCanvas.getContext("2d");
+    d.imageSmoothingEnabled = false;
+    d.drawImage(depthImg, 0, 0, depthCanvas.width, depthCanvas.height);
+  };
+
+  cam.addEventListener("pointerdown", (ev) => {
+    cam.setPointerCapture(ev.pointerId);
+    stroke = [toImage(ev)];
+    draw();
+  });
+  cam.addEventListener("pointermove", (ev) => {
+    if (!stroke) return;
+    const p = toImage(ev), q = stroke[stroke.length - 1];
+    if (Math.hypot(p[0] - q[0], p[1] - q[1]) > 0.5) { stroke.push(p); draw(); }
+  });
+  const finish = () => {
+    if (!stroke) return;
+    if (stroke.length >= 2) send("trace", { points: stroke });
+    stroke = null;
+    draw();
+  };
+  cam.addEventListener("pointerup", finish);
+  cam.addEventListener("pointercancel", finish);
+
+  $("step").onclick = () => send("step");
+  $("run").onclick = () => send("run");
+  $("pause").onclick = () => send("pause");
+  $("reset").onclick = () => send("reset");
+  $("clear").onclick = () => send("clear_trace");
+
+  function connect() {
+    ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+    ws.onopen = () => { $("conn").textContent = "connected"; $("conn").className = "badge ok"; };
+    ws.onclose = () => {
+      $("conn").textContent = "disconnected"; $("conn").className = "badge off";
+      setTimeout(connect, 1000);
+    };
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(ev.data);
+      if (msg.type === "error") { $("error").textContent = msg.error; return; }
+      $("error").textContent = "";
+      render(msg);
+    };
+  }
+  connect();
+})();

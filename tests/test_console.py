@@ -1,0 +1,81 @@
+"""End to end: headless Chromium drives the steering console -- loads the page, draws a trace, presses
+Step -- and checks that the page shows the new frame and the steered trace. A screenshot is kept in
+test-artifacts/ (or $REASONACT_TEST_ARTIFACTS)."""
+
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cdp import Chromium, find_chromium
+
+import reasonact
+from reasonact.serve.console import BackgroundConsole
+
+pytestmark = pytest.mark.sim
+
+ARTIFACTS = Path(os.environ.get("REASONACT_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_dataset, tmp_path_factory):
+    run = reasonact.train(tiny_dataset, tmp_path_factory.mktemp("runs") / "console", config="debug", steps=3,
+                          batch_size=4, reasoning="depth+trace", depth_vae_steps=30, progress=False)
+    return reasonact.load_policy(run)
+
+
+def test_console_serves_its_own_assets(policy):
+    with BackgroundConsole(policy, "reach-v3") as url:
+        page = urllib.request.urlopen(url + "/", timeout=10).read().decode()
+        assert "<canvas id=\"camera\"" in page and "http://" not in page.replace("http://www.w3.org", "")
+        for asset in ("/console.js", "/console.css"):
+            assert urllib.request.urlopen(url + asset, timeout=10).status == 200
+        assert json.loads(urllib.request.urlopen(url + "/health", timeout=10).read())["task"] == "reach-v3"
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(url + "/../../etc/passwd", timeout=10)
+
+
+def test_browser_draws_a_trace_steps_and_sees_the_steered_episode(policy):
+    assert find_chromium(), "chromium is missing: `make test` installs Debian's chromium package"
+    with BackgroundConsole(policy, "reach-v3") as url, Chromium(url + "/") as browser:
+        browser.wait_for("window.consoleState && window.consoleState.frame")
+        first = browser.evaluate("window.consoleState")
+        assert first["step"] == 0 and first["given_trace"] is None and first["trace"] is not None
+        assert browser.evaluate("getComputedStyle(document.getElementById('depth')).display") != "none"
+
+        # Draw a path across the camera image, from its left third to its right third.
+        rect = browser.evaluate("(() => { const r = document.getElementById('camera').getBoundingClientRect();"
+                                " return [r.x, r.y, r.width, r.height]; })()")
+        x0, y0, w, h = rect
+        pts = [(x0 + w * (0.3 + 0.05 * k), y0 + h * (0.6 - 0.04 * k)) for k in range(9)]
+        browser.drag(pts)
+        state = browser.wait_for("window.consoleState.given_trace && window.consoleState")
+        res = state["resolution"]
+        drawn0 = state["drawn"][0]
+        assert abs(drawn0[0] - 0.3 * res) < 1.0 and abs(drawn0[1] - 0.6 * res) < 1.0
+        end = state["drawn"][-1]
+        assert abs(end[0] - 0.7 * res) < 1.0 and abs(end[1] - 0.28 * res) < 1.0
+        assert state["trace"] is not None  # the trace the policy followed is the drawn one, resampled
+        assert abs(state["trace"][-1][0] - end[0]) < 1.0 and abs(state["trace"][-1][1] - end[1]) < 1.0
+
+        # The drawn trace is painted in yellow where it ends.
+        cx, cy = 0.7 * 512, 0.28 * 512
+        pixel = browser.evaluate(f"Array.from(document.getElementById('camera').getContext('2d')"
+                                 f".getImageData({cx:.0f}, {cy:.0f}, 1, 1).data)")
+        assert pixel[0] > 200 and pixel[1] > 150 and pixel[2] < 100, pixel
+
+        # Step: a new frame arrives, and the episode stays steered.
+        browser.click("#step")
+        after = browser.wait_for("window.consoleState.step > 0 && window.consoleState")
+        assert after["frame"] != first["frame"]
+        assert after["given_trace"] is not None and len(after["path"]) > 1
+        assert browser.evaluate("document.body.dataset.step") == str(after["step"])
+        shot = browser.screenshot(ARTIFACTS / "console.png")
+        assert shot.stat().st_size > 10_000
+
+        browser.click("#clear")
+        cleared = browser.wait_for("window.consoleState.drawn === null && window.consoleState")
+        assert cleared["given_trace"] is None
+        browser.click("#reset")
+        browser.wait_for(f"window.consoleState.seed !== {after['seed']} && window.consoleState.step === 0")
