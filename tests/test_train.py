@@ -116,3 +116,18 @@ def test_bad_input_fails_clearly(tiny_dataset, tmp_path):
     r = subprocess.run([sys.executable, "-m", "reasonact", "train", "--data", str(tiny_dataset), "--out",
                         str(tmp_path / "r5"), "--config", "huge"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown model config 'huge'" in r.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_trains_on_two_cpu_processes(tiny_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                        "reasonact", "train", "--data", str(tiny_dataset), "--out", str(out), "--config", "debug",
+                        "--steps", "4", "--batch-size", "8", "--log-every", "2", "--device", "cpu"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4]  # written once, by rank 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 4
+    assert reasonact.load_policy(out).predict(load_dataset(tiny_dataset)[0]).actions.shape == (8, 4)

@@ -15,6 +15,7 @@ _LAZY = {
     "train": ("reasonact.training", "train"),
     "load_policy": ("reasonact.policy", "load_policy"),
     "evaluate": ("reasonact.evaluation", "evaluate"),
+    "annotate": ("reasonact.reasoning.annotate", "annotate"),
     "train_depth_vae": ("reasonact.tokenizers.depth_vae", "train_depth_vae"),
 }
 

@@ -145,6 +145,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="simulator processes (default: CPU count)")
     p.add_argument("--video", action="store_true", help="write rollout videos with the predicted trace")
     p.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the task's, 500)")
+    p.add_argument("--instructions", choices=["canonical", "paraphrase", "unseen"], default="canonical",
+                   help="phrasing of the instruction: the task's own, a seen paraphrase, or one never used in training")
     p.add_argument("--device", default=None)
 
     def run(a):
@@ -153,7 +155,7 @@ def _add_eval(sub) -> None:
 
         r = evaluate(a.checkpoint, a.out, suite=a.suite, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
                      decoder=a.decoder, steps=a.steps, execute=a.execute, workers=a.workers, video=a.video,
-                     max_steps=a.max_steps, device=a.device)
+                     max_steps=a.max_steps, device=a.device, instructions=a.instructions)
         for t, v in r["tasks"].items():
             print(f"{t:28s} {v['success_rate']:6.1%}  [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}]  n={v['episodes']}")
         print(f"{'mean':28s} {r['success_rate']:6.1%}   latency {r['latency_ms_per_chunk']:.1f} ms/chunk, "
@@ -196,8 +198,47 @@ def _add_console(sub) -> None:
     p.set_defaults(func=run)
 
 
-COMMANDS = [_add_collect, _add_show, _add_train, _add_train_depth_vae, _add_eval, _add_serve, _add_console,
-            _add_quickstart]
+def _add_annotate(sub) -> None:
+    p = sub.add_parser("annotate", help="add teacher-written reasoning rationales to a dataset")
+    p.add_argument("--data", required=True)
+    p.add_argument("--teacher", choices=["privileged", "openai"], default="privileged")
+    p.add_argument("--every", type=int, default=1, help="annotate every K-th step; the others inherit the nearest")
+    p.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--model", default=None, help="model name at the endpoint")
+    p.add_argument("--prompt", default=None, help="system prompt file (default: the package's teacher.md)")
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight (openai teacher)")
+
+    def run(a):
+        from .reasoning.annotate import annotate
+
+        s = annotate(a.data, teacher=a.teacher, every=a.every, endpoint=a.endpoint, model=a.model, prompt=a.prompt,
+                     concurrency=a.concurrency)
+        print(s)
+        if s.failures:
+            raise SystemExit(1)
+
+    p.set_defaults(func=run)
+
+
+def _add_attention(sub) -> None:
+    p = sub.add_parser("attention", help="PNG maps of where the action tokens attend in the image")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--episode", type=int, default=0)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--frames", type=int, default=6)
+    p.add_argument("--device", default=None)
+
+    def run(a):
+        from .viz.attention import attention_report
+
+        print(attention_report(a.checkpoint, a.data, a.episode, a.out, frames=a.frames, device=a.device))
+
+    p.set_defaults(func=run)
+
+
+COMMANDS = [_add_collect, _add_show, _add_annotate, _add_train, _add_train_depth_vae, _add_eval, _add_attention,
+            _add_serve, _add_console, _add_quickstart]
 
 
 def build_parser() -> argparse.ArgumentParser:

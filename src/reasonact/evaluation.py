@@ -139,6 +139,19 @@ class Episode:
 
 
 # ---------------------------------------------------------------------------------------------
+def instruction_picker(kind: str) -> Callable[[str, int], str]:
+    """(task, episode number) -> the instruction to give, for ``canonical``, ``paraphrase`` or ``unseen``."""
+    from .envs import task_text
+
+    if kind == "canonical":
+        return lambda task, k: task_text(task).instruction
+    if kind == "paraphrase":
+        return lambda task, k: task_text(task).paraphrases[k % len(task_text(task).paraphrases)]
+    if kind == "unseen":
+        return lambda task, k: task_text(task).unseen[k % len(task_text(task).unseen)]
+    raise ValueError(f"instructions must be canonical, paraphrase or unseen, got {kind!r}")
+
+
 def _check_policy(policy, checkpoint) -> str:
     """Refuse a checkpoint that does not fit Meta-World; return its state mode."""
     from .envs.metaworld import STATE_MODES, MetaWorldEnv
@@ -294,8 +307,13 @@ def evaluate(
     env_factory: Callable | None = None,
     policy=None,
     timeout: float = 300.0,
+    instructions: str = "canonical",
 ) -> dict:
-    """Evaluate a checkpoint in closed loop; writes report.json, report.md, success.png (and videos)."""
+    """Evaluate a checkpoint in closed loop; writes report.json, report.md, success.png (and videos).
+
+    ``instructions``: ``canonical`` (the task's instruction), ``paraphrase`` (phrasings seen in training) or
+    ``unseen`` (phrasings never used for training), cycled over episodes.
+    """
     from .envs.metaworld import resolve_tasks
     from .policy import load_policy
 
@@ -315,10 +333,15 @@ def evaluate(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     episodes = [Episode(t, s, record=video and k < video_episodes) for t in task_list for k, s in enumerate(seeds[t])]
+    phrasing = instruction_picker(instructions)
+    for k, ep in enumerate(episodes):
+        ep.info["instruction"] = phrasing(ep.task, k)
     r = rollout(policy, episodes, steps=steps, execute=execute, workers=workers, max_steps=max_steps,
-                env_factory=env_factory, progress=progress, timeout=timeout)
+                env_factory=env_factory, progress=progress, timeout=timeout,
+                instruction=lambda ep: ep.info["instruction"])
     report = _report(r.episodes, task_list, seeds, checkpoint, suite, policy, steps, episodes_per_task, execute,
                      r.latencies_ms, r.nfes, r.batch_sizes, r.seconds, used)
+    report["instructions"] = instructions
     write_json_atomic(out / "report.json", report)
     (out / "report.md").write_text(_markdown(report))
     _plot(report, out / "success.png")
@@ -374,7 +397,7 @@ def _markdown(report: dict) -> str:
         "",
         f"Decoder `{report['decoder']}`" + (f" (T = {report['steps']})" if report["steps"] else "")
         + f", reasoning `{report['reasoning']}`, {report['episodes_per_task']} held-out layouts per task, "
-        f"{report['execute']} actions executed per chunk.",
+        f"{report['execute']} actions executed per chunk, {report.get('instructions', 'canonical')} instructions.",
         "",
         "| task | success | 95% CI | episodes | mean steps |",
         "| --- | --- | --- | --- | --- |",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +23,7 @@ class Prediction:
     nfe: int  # transformer forward passes spent on this chunk
     latency_ms: float  # wall time of the whole call (per observation when batched)
     trace_given: bool = False
+    tokens: dict | None = field(default=None, repr=False)  # block -> (L,) token ids, as decoded
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
@@ -146,9 +147,17 @@ class Policy:
                 nfe=res.nfe,
                 latency_ms=latency / B,
                 trace_given=traces is not None,
+                tokens={k: v[i] for k, v in toks.items()},
             )
             for i in range(B)
         ]
+
+    def attention(self, obs: dict, instruction: str | None = None, *, prediction: Prediction | None = None,
+                  trace: np.ndarray | None = None, top_layers: int | None = None):
+        """Attention from the action tokens to the image patches; see :func:`reasonact.viz.attention.action_attention`."""
+        from .viz.attention import action_attention
+
+        return action_attention(self, obs, instruction, prediction=prediction, trace=trace, top_layers=top_layers)
 
     def depth_image(self, depth_tokens: np.ndarray) -> np.ndarray:
         """Depth codes (K,) -> the decoded depth image (S, S) in metres."""

@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     horizon: int = 8
     trace_points: int = 5
+    think_tokens: int = 56
     augment: bool = True
     paraphrase_prob: float = 0.5
     steer_prob: float = 0.0  # share of samples whose trace is given (steering), not predicted
@@ -98,43 +99,48 @@ def _dist() -> tuple[int, int, int]:
 
 
 def _build_tokenizers(ds, run: Path, cfg: TrainConfig, seq: SequenceConfig, device, progress: bool):
-    """Fit (or, on resume and --init, load) the tokenizers and save them under RUN/tokenizers."""
+    """Fit the tokenizers (or take the --init run's) and save them under RUN/tokenizers; add a depth
+    tokenizer when the reasoning mode needs one and there is none yet."""
+    import shutil
+
     from .data.pipeline import Tokenizers
     from .tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
+    from .tokenizers.depth_vae import DepthVAE, train_depth_vae
 
     tdir = run / "tokenizers"
-    source = Path(cfg.init) / "tokenizers" if cfg.init else tdir
-    if (source / "action.json").exists():
-        return load_tokenizers(source.parent)
-    tdir.mkdir(parents=True, exist_ok=True)
-    action = ActionTokenizer.from_stats(ds.stats)
-    trace = TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points)
-    texts = [x for t in ds.tasks for x in (t["instruction"], *t["paraphrases"])]
-    rationale_file = ds.root / "meta" / "rationales.parquet"
-    if rationale_file.exists():
-        import pyarrow.parquet as pq
+    if cfg.init and not (tdir / "action.json").exists():
+        shutil.copytree(Path(cfg.init) / "tokenizers", tdir, dirs_exist_ok=True)
+    if (tdir / "action.json").exists():
+        tok = load_tokenizers(run)
+    else:
+        tdir.mkdir(parents=True, exist_ok=True)
+        texts = [x for t in ds.tasks for x in (t["instruction"], *t["paraphrases"])]
+        from .reasoning.annotate import load_rationales
 
-        texts += list(dict.fromkeys(pq.read_table(rationale_file, columns=["rationale"])["rationale"].to_pylist()))
-    text = TextTokenizer.train(texts, cfg.text_vocab)
-    depth_codes = 128
-    if "depth" in seq.blocks:
-        from .tokenizers.depth_vae import DepthVAE, train_depth_vae
-
+        try:
+            texts += sorted(set(load_rationales(ds) or []))
+        except DatasetError:
+            pass
+        tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points),
+                         TextTokenizer.train(texts, cfg.text_vocab), None)
+        tok.vocab = Vocab(text=tok.text.vocab_size)
+        write_json_atomic(tdir / "action.json", tok.action.to_dict())
+        write_json_atomic(tdir / "trace.json", tok.trace.to_dict())
+        write_json_atomic(tdir / "vocab.json", tok.vocab.to_dict())
+        tok.text.save(tdir / "text.json")
+    if "depth" in seq.blocks and not (tdir / "depth" / "depth_vae.json").exists():
         if cfg.depth_vae:
             vae = DepthVAE.load(cfg.depth_vae)
-            vae.save(tdir / "depth", json.loads((Path(cfg.depth_vae) / "depth_vae.json").read_text())["metrics"])
+            if vae.cfg.codebook != tok.vocab.depth:
+                raise ValueError(f"--depth-vae has {vae.cfg.codebook} codes; the vocabulary holds {tok.vocab.depth}")
+            vae.save(tdir / "depth", read_json(Path(cfg.depth_vae) / "depth_vae.json")["metrics"])
         else:
             print("training the depth tokenizer (a VQ-VAE) on the dataset's depth maps")
-            metrics = train_depth_vae(ds.root, tdir / "depth", steps=cfg.depth_vae_steps, progress=progress,
-                                      device=str(device))
-            print(f"depth tokenizer: {metrics['mae_m'] * 100:.1f} cm mean error on held-out episodes")
-        depth_codes = DepthVAE.load(tdir / "depth").cfg.codebook
-    vocab = Vocab(text=text.vocab_size, depth=depth_codes)
-    write_json_atomic(tdir / "action.json", action.to_dict())
-    write_json_atomic(tdir / "trace.json", trace.to_dict())
-    write_json_atomic(tdir / "vocab.json", vocab.to_dict())
-    text.save(tdir / "text.json")
-    return Tokenizers(action, trace, text, vocab)
+            m = train_depth_vae(ds.root, tdir / "depth", steps=cfg.depth_vae_steps, codebook=tok.vocab.depth,
+                                progress=progress, device=str(device))
+            print(f"depth tokenizer: {m['mae_m'] * 100:.1f} cm mean error on held-out episodes "
+                  f"(the average depth image: {m['mean_image_mae_m'] * 100:.1f} cm)")
+    return tok
 
 
 def load_tokenizers(run: Path):
@@ -176,6 +182,10 @@ def rationale_tokens(ds, tok, length: int) -> torch.Tensor | None:
     if texts is None:
         return None
     unique = {t: encode_rationale(t, tok.text, tok.vocab, length) for t in set(texts)}
+    cut = sum(len(tok.text.encode(t)) >= length for t in unique)
+    if cut:
+        print(f"warning: {cut} of {len(unique)} distinct rationales are longer than the {length}-token block "
+              "and are cut short (a text tokenizer fitted on the rationales makes them shorter)")
     return torch.stack([unique[t] for t in texts])
 
 
@@ -231,7 +241,8 @@ def train(data: str | Path, out: str | Path, *, resume: bool = False, device: st
     if len(ds) == 0:
         raise DatasetError(f"dataset at {data} has no frames")
     seq = SequenceConfig(mode=cfg.reasoning, horizon=cfg.horizon, action_dim=ds.info["action_dim"],
-                         state_dim=ds.info["state_dim"], trace_points=cfg.trace_points, decoder=cfg.decoder)
+                         state_dim=ds.info["state_dim"], trace_points=cfg.trace_points, decoder=cfg.decoder,
+                         think_tokens=cfg.think_tokens)
     if cfg.init:
         init_cfg = Config.from_dict(read_json(Path(cfg.init) / "config.json"))
         mcfg = init_cfg.model
@@ -242,14 +253,11 @@ def train(data: str | Path, out: str | Path, *, resume: bool = False, device: st
     config = Config(mcfg, seq)
     run.mkdir(parents=True, exist_ok=True)
     if main:
-        tok = _build_tokenizers(ds, run, cfg, seq, dev, show) if not resume else load_tokenizers(run)
-        if cfg.init and not resume:  # reuse the initial run's tokenizers verbatim
-            import shutil
-
-            shutil.copytree(Path(cfg.init) / "tokenizers", run / "tokenizers", dirs_exist_ok=True)
+        tok = load_tokenizers(run) if resume else _build_tokenizers(ds, run, cfg, seq, dev, show)
     if world > 1:
         torch.distributed.barrier()
-    tok = load_tokenizers(run) if (resume or not main or cfg.init) else tok
+    if not main:
+        tok = load_tokenizers(run)
 
     state_mean = np.asarray(ds.stats["state"]["mean"], np.float32)
     state_std = np.maximum(np.asarray(ds.stats["state"]["std"], np.float32), 1e-3)
@@ -285,20 +293,20 @@ def train(data: str | Path, out: str | Path, *, resume: bool = False, device: st
     torch.manual_seed(cfg.seed)
     model = ActionReasoningModel(config, tok.vocab).to(dev)
     if cfg.init and not resume:
-        from safetensors.torch import load_file
+        from .policy import load_weights
 
-        model.load_state_dict(load_file(str(Path(cfg.init) / "model.safetensors")))
+        load_weights(model, Path(cfg.init) / "model.safetensors")
     frozen = freeze(model, cfg.freeze_layers) if cfg.freeze_layers else []
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.95), fused=dev.type == "cuda")
-    start = 0
+    start, prior_seconds = 0, 0.0
     if resume:
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        start = ck["step"]
+        start, prior_seconds = ck["step"], ck.get("seconds", 0.0)
     if start >= cfg.steps:
         if main:
             print(f"{run} is already trained for {start} steps (asked {cfg.steps}); pass --steps N to train longer")
@@ -325,7 +333,9 @@ def train(data: str | Path, out: str | Path, *, resume: bool = False, device: st
         lines = [ln for ln in metrics_file.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
         metrics_file.write_text("".join(ln + "\n" for ln in lines))
     bar = tqdm(range(start, cfg.steps), desc="train", disable=not show, initial=start, total=cfg.steps)
+    t_start = time.time()
     acc: dict[str, float] = {}
+    rec: dict | None = None
     n_acc, t_last, samples = 0, time.time(), 0
     model.train()
     for step in bar:
@@ -360,7 +370,10 @@ def train(data: str | Path, out: str | Path, *, resume: bool = False, device: st
                                 sps=f"{rec['samples_per_s']:.0f}")
             acc, n_acc, t_last, samples = {}, 0, time.time(), 0
         if main and (done % cfg.save_every == 0 or done == cfg.steps):
-            save_checkpoint(run, model, opt, done)
+            seconds = prior_seconds + time.time() - t_start
+            save_checkpoint(run, model, opt, done, seconds)
+            write_json_atomic(run / "summary.json", {"steps": done, "train_seconds": seconds, "device": str(dev),
+                                                     "world_size": world, "last_log": rec})
     bar.close()
     if world > 1:
         torch.distributed.barrier()
@@ -394,11 +407,11 @@ def freeze(model, k: int) -> list[str]:
     return names
 
 
-def save_checkpoint(run: Path, model, opt, step: int) -> None:
+def save_checkpoint(run: Path, model, opt, step: int, seconds: float = 0.0) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "head.weight"}
     with atomic_path(run / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"step": str(step)})
     with atomic_path(run / "checkpoint.pt") as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "seconds": seconds}, tmp)

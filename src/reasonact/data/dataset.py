@@ -74,6 +74,11 @@ class ReasonactDataset:
         self.episode_start = starts[rows] if n else rows
         self.episode_end = (starts + lengths)[rows] if n else rows
         self.traces = self._compute_traces()
+        self._rationales: list[str | None] | None = None
+        rationale_file = self.root / "meta" / "rationales.parquet"
+        if rationale_file.exists():
+            texts = pq.read_table(rationale_file, columns=["rationale"])["rationale"].to_pylist()
+            self._rationales = texts if len(texts) == n else None
 
     # -- access ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -100,6 +105,7 @@ class ReasonactDataset:
             "episode_index": int(self.episode_index[i]),
             "frame_index": int(self.frame_index[i]),
             "index": i,
+            **({"rationale": self._rationales[i]} if self._rationales is not None else {}),
         }
 
     def image(self, i: int) -> np.ndarray:

@@ -3,6 +3,7 @@ blocks (rationale, depth, trace, actions), with one output head over the shared 
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -91,6 +92,18 @@ class ActionReasoningModel(nn.Module):
         """Logits restricted to the vocabulary range [lo, hi)."""
         w = self.head.weight[lo:hi]
         return hidden @ w.T
+
+    @contextlib.contextmanager
+    def capture_attention(self):
+        """``with model.capture_attention() as maps:`` -- maps[layer] holds that layer's (B, h, Lq, Lk) weights."""
+        maps: list[list] = [[] for _ in self.layers]
+        for layer, store in zip(self.layers, maps):
+            layer.attn.capture = store
+        try:
+            yield maps
+        finally:
+            for layer in self.layers:
+                layer.attn.capture = None
 
     # -- training ---------------------------------------------------------------------------------
     def training_inputs(self, targets: dict[str, torch.Tensor], steered: torch.Tensor | None,

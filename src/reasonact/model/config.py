@@ -88,7 +88,7 @@ class SequenceConfig:
     state_dim: int = 7
     trace_points: int = 5
     depth_tokens: int = 16
-    think_tokens: int = 48  # rationale block length (text, <eot>, then padding)
+    think_tokens: int = 56  # rationale block length (text, <eot>, then padding)
     instruction_tokens: int = 16
     decoder: str = "diffusion"  # "ar" | "diffusion": the training objective and the decoder
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -54,6 +56,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.proj = nn.Linear(d, d, bias=False)
         self.dropout = dropout
+        self.capture: list | None = None  # when a list, attention weights (B, h, Lq, Lk) are appended to it
 
     def forward(self, x, cos, sin, mask, cache: KVCache | None = None, layer: int = 0, append: int = 0):
         B, L, D = x.shape
@@ -68,7 +71,13 @@ class Attention(nn.Module):
             if append:
                 cache.k[layer], cache.v[layer] = k_all[:, :, : k_all.shape[2] - L + append], v_all[:, :, : v_all.shape[2] - L + append]
             k, v = k_all, v_all
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        if self.capture is not None:  # explicit softmax, so that the weights can be read
+            scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])
+            weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+            self.capture.append(weights.detach())
+            y = (weights @ v.float()).to(v.dtype)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, L, D))
 
 

@@ -114,6 +114,14 @@ class ConsoleSession:
             d = self.policy.depth_image(p.depth_tokens)
             depth = png_data_url(colorize_depth(d, float(d.min()), float(d.max())))
         given = self.given_trace()
+        attention = None
+        try:
+            from ..viz.attention import heatmap
+
+            maps = self.policy.attention(self.obs, prediction=p, trace=given)
+            attention = png_data_url(heatmap(self.obs["rgb"], maps.fused, scale=1))
+        except Exception:  # attention is an extra; never let it break the console
+            attention = None
         return {
             "type": "state",
             "task": self.task,
@@ -130,6 +138,7 @@ class ConsoleSession:
             "drawn": None if self.drawn is None else self.drawn.tolist(),
             "path": project(np.asarray(self.path), K, E).tolist(),
             "depth": depth,
+            "attention": attention,
             "rationale": p.rationale,
             "nfe": p.nfe,
             "latency_ms": p.latency_ms,

@@ -222,7 +222,9 @@ def train_depth_vae(
         vae.base.copy_(vae.normalize(train_x).mean(0, keepdim=True))
     test_x = torch.from_numpy(depths[held]).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warm) * (
+        0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, k / max(1, steps))))))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     t0 = time.time()
     bar = tqdm(range(steps), desc="depth-vae", disable=not progress)

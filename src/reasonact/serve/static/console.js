@@ -7,6 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const frame = new Image();
   const depthImg = new Image();
+  const attnImg = new Image();
   let state = null;
   let stroke = null; // points being drawn, in image pixels
   let ws = null;
@@ -72,17 +73,20 @@
     $("no-depth").style.display = msg.depth ? "none" : "";
     depthCanvas.style.display = msg.depth ? "" : "none";
     if (msg.depth) depthImg.src = msg.depth;
+    if (msg.attention) attnImg.src = msg.attention;
     $("rationale").textContent = msg.rationale || "This policy writes no rationale.";
     $("rationale").className = msg.rationale ? "" : "muted";
     frame.src = msg.frame;
   }
 
   frame.onload = draw;
-  depthImg.onload = () => {
-    const d = depthCanvas.getContext("2d");
-    d.imageSmoothingEnabled = false;
-    d.drawImage(depthImg, 0, 0, depthCanvas.width, depthCanvas.height);
+  const paint = (img, canvas) => () => {
+    const c = canvas.getContext("2d");
+    c.imageSmoothingEnabled = false;
+    c.drawImage(img, 0, 0, canvas.width, canvas.height);
   };
+  depthImg.onload = paint(depthImg, depthCanvas);
+  attnImg.onload = paint(attnImg, $("attention"));
 
   cam.addEventListener("pointerdown", (ev) => {
     cam.setPointerCapture(ev.pointerId);
