@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -11,8 +11,11 @@ setup:
 demo: setup
 	$(PY) -m reasonact quickstart --out demo
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check src tests benchmarks
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
@@ -20,6 +23,8 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/collect.py
 	$(PY) benchmarks/dataset.py
+	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/train.py
 
 clean:
 	rm -rf demo .pytest_cache

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from reasonact.data import DatasetError, load_dataset
 import reasonact.data.collect as collect_mod
+from reasonact.data import DatasetError, load_dataset
 from reasonact.data.collect import collect
 from reasonact.envs import make_env
 

@@ -1,10 +1,9 @@
-import numpy as np
 import pytest
 import torch
 
 from reasonact.decoding import diffusion_step, generate
 from reasonact.decoding.schedule import committed_target
-from reasonact.model.arm import ActionReasoningModel, noisy_span
+from reasonact.model.arm import ActionReasoningModel
 from reasonact.model.config import Config, SequenceConfig, model_config
 from reasonact.model.layers import KVCache
 from reasonact.model.layout import CLEAN, MARKER, NOISY, PREFIX, Span, allowed, prefix_span, training_span

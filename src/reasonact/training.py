@@ -247,7 +247,8 @@ def train(data: str | Path, out: str | Path, *, resume: bool = False, device: st
         init_cfg = Config.from_dict(read_json(Path(cfg.init) / "config.json"))
         mcfg = init_cfg.model
         if init_cfg.sequence.decoder != cfg.decoder:
-            raise ValueError(f"--init run was trained with the {init_cfg.sequence.decoder} decoder; pass --decoder {init_cfg.sequence.decoder}")
+            d = init_cfg.sequence.decoder
+            raise ValueError(f"--init run was trained with the {d} decoder; pass --decoder {d}")
         seq = SequenceConfig(**{**asdict(seq), "horizon": init_cfg.sequence.horizon,
                                 "instruction_tokens": init_cfg.sequence.instruction_tokens})
     config = Config(mcfg, seq)
@@ -288,7 +289,9 @@ def train(data: str | Path, out: str | Path, *, resume: bool = False, device: st
                   depth_codes=depth_codes, rationales=rationales, device=dev, progress=show)
     source = BatchSource(ds, np.nonzero(~is_val)[0], tok, augment=cfg.augment, paraphrase_prob=cfg.paraphrase_prob,
                          steer_prob=cfg.steer_prob, **common)
-    val_source = BatchSource(ds, np.nonzero(is_val)[0], tok, augment=False, paraphrase_prob=0.0, **common) if is_val.any() else None
+    val_source = None
+    if is_val.any():
+        val_source = BatchSource(ds, np.nonzero(is_val)[0], tok, augment=False, paraphrase_prob=0.0, **common)
 
     torch.manual_seed(cfg.seed)
     model = ActionReasoningModel(config, tok.vocab).to(dev)

@@ -154,7 +154,8 @@ class BatchSource:
             phr = torch.where(use, choice, phr)
         targets = {"act": self.actions[rows]}
         if "trace" in self.blocks:
-            w = torch.tensor([self.tok.trace.bins / self.tok.trace.width, self.tok.trace.bins / self.tok.trace.height], device=dev)
+            tr = self.tok.trace
+            w = torch.tensor([tr.bins / tr.width, tr.bins / tr.height], device=dev)
             tt = (trace * w).floor().clamp(0, self.tok.trace.bins - 1).long().reshape(B, -1)
             targets["trace"] = tt + self.tok.vocab.offset("coord")
         if self.depth is not None:

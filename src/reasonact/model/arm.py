@@ -85,7 +85,8 @@ class ActionReasoningModel(nn.Module):
         if cache is not None and append:
             head = Span(span.role[:append], span.block[:append], span.pos[:append])
             cache.span = head if cache.span is None else cache.span.cat(head)
-            cache.key_valid = key_valid[:, :append] if cache.key_valid is None else torch.cat([cache.key_valid, key_valid[:, :append]], 1)
+            new_valid = key_valid[:, :append]
+            cache.key_valid = new_valid if cache.key_valid is None else torch.cat([cache.key_valid, new_valid], 1)
         return self.norm(x)
 
     def logits(self, hidden: torch.Tensor, lo: int = 0, hi: int | None = None) -> torch.Tensor:

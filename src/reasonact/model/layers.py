@@ -69,7 +69,8 @@ class Attention(nn.Module):
             else:
                 k_all, v_all = k, v
             if append:
-                cache.k[layer], cache.v[layer] = k_all[:, :, : k_all.shape[2] - L + append], v_all[:, :, : v_all.shape[2] - L + append]
+                keep = k_all.shape[2] - L + append  # the cache so far plus the first `append` new tokens
+                cache.k[layer], cache.v[layer] = k_all[:, :, :keep], v_all[:, :, :keep]
             k, v = k_all, v_all
         if self.capture is not None:  # explicit softmax, so that the weights can be read
             scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])

@@ -13,7 +13,6 @@ import base64
 import json
 import mimetypes
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from ..evaluation import EVAL_SEED_BASE, held_out_seeds
 from ..io import encode_png
 from ..steering import remaining_path
+from .runner import Background, run_until_interrupted
 
 STATIC = Path(__file__).parent / "static"
 CONSOLE_SEED_BASE = EVAL_SEED_BASE + 500_000
@@ -260,46 +260,13 @@ def console(checkpoint, task: str, *, host: str = "127.0.0.1", port: int = 8000,
     from ..policy import load_policy
 
     resolve_tasks(task)
-    policy = load_policy(checkpoint, device)
-    server = ConsoleServer(policy, task, seed=seed, execute=execute)
+    server = ConsoleServer(load_policy(checkpoint, device), task, seed=seed, execute=execute)
     print(f"steering console for {task}: open http://{host}:{port}/ (Ctrl-C stops)")
-    try:
-        asyncio.run(server.run(host, port))
-    except KeyboardInterrupt:
-        pass
+    run_until_interrupted(server, host, port)
 
 
-class BackgroundConsole:
-    """Run a console on a thread: ``with BackgroundConsole(policy, task) as url: ...`` (tests, notebooks)."""
+class BackgroundConsole(Background):
+    """A console on a thread: ``with BackgroundConsole(policy, task) as url: ...`` (tests, notebooks)."""
 
     def __init__(self, policy, task: str, host: str = "127.0.0.1", port: int = 0, **kwargs):
-        self.server = ConsoleServer(policy, task, **kwargs)
-        self.host, self.port = host, port
-        self._ready = threading.Event()
-
-    def __enter__(self) -> str:
-        self._loop = asyncio.new_event_loop()
-        self._stop = asyncio.Event()
-        self._error: BaseException | None = None
-
-        def main():
-            asyncio.set_event_loop(self._loop)
-            try:
-                self._loop.run_until_complete(self.server.run(self.host, self.port, self._ready, self._stop))
-            except BaseException as e:  # surfaced by __enter__
-                self._error = e
-                self._ready.set()
-
-        self._thread = threading.Thread(target=main, daemon=True)
-        self._thread.start()
-        t0 = time.time()
-        while not self._ready.wait(0.5):
-            if time.time() - t0 > 120:
-                raise RuntimeError("the console did not start")
-        if self._error is not None:
-            raise self._error
-        return f"http://{self.host}:{self.server.port}"
-
-    def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(20)
+        super().__init__(ConsoleServer(policy, task, **kwargs), host, port, "http")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .codec import CodecError, packb, unpackb
+from .runner import Background, run_until_interrupted
 
 DEFAULT_PORT = 8765
 MAX_PAYLOAD = 8 * 2**20  # bytes; a 1024x1024 RGB image with depth fits
@@ -162,37 +163,13 @@ def serve(checkpoint, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, devi
           max_payload: int = MAX_PAYLOAD) -> None:
     from ..policy import load_policy
 
-    policy = load_policy(checkpoint, device)
-    server = PolicyServer(policy, max_payload=max_payload)
+    server = PolicyServer(load_policy(checkpoint, device), max_payload=max_payload)
     print(f"serving {checkpoint} on ws://{host}:{port} (health: http://{host}:{port}/health); Ctrl-C stops")
-    try:
-        asyncio.run(server.run(host, port))
-    except KeyboardInterrupt:
-        pass
+    run_until_interrupted(server, host, port)
 
 
-class BackgroundServer:
-    """Run a PolicyServer on a thread (tests, notebooks): ``with BackgroundServer(policy) as url: ...``."""
+class BackgroundServer(Background):
+    """A PolicyServer on a thread (tests, notebooks): ``with BackgroundServer(policy) as url: ...``."""
 
     def __init__(self, policy, host: str = "127.0.0.1", port: int = 0, **kwargs):
-        self.server = PolicyServer(policy, **kwargs)
-        self.host, self.port = host, port
-        self._ready = threading.Event()
-
-    def __enter__(self) -> str:
-        self._loop = asyncio.new_event_loop()
-        self._stop = asyncio.Event()
-
-        def main():
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self.server.run(self.host, self.port, self._ready, self._stop))
-
-        self._thread = threading.Thread(target=main, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the policy server did not start")
-        return f"ws://{self.host}:{self.server.port}"
-
-    def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        super().__init__(PolicyServer(policy, **kwargs), host, port, "ws")

@@ -1,0 +1,53 @@
+"""Running an asyncio server (the policy server, the console) in the foreground or on a thread.
+
+A server is any object with ``async run(host, port, ready: threading.Event, stop: asyncio.Event)`` that
+sets ``self.port`` once it listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+
+def run_until_interrupted(server, host: str, port: int) -> None:
+    try:
+        asyncio.run(server.run(host, port))
+    except KeyboardInterrupt:
+        pass
+
+
+class Background:
+    """``with Background(server, host, port, "ws") as url:`` -- the server runs on a thread meanwhile."""
+
+    def __init__(self, server, host: str = "127.0.0.1", port: int = 0, scheme: str = "http", timeout: float = 120.0):
+        self.server, self.host, self.port, self.scheme, self.timeout = server, host, port, scheme, timeout
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> str:
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+
+        def main():
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self.server.run(self.host, self.port, self._ready, self._stop))
+            except BaseException as e:  # raised again by __enter__
+                self._error = e
+                self._ready.set()
+
+        self._thread = threading.Thread(target=main, daemon=True)
+        self._thread.start()
+        t0 = time.time()
+        while not self._ready.wait(0.2):
+            if time.time() - t0 > self.timeout:
+                raise RuntimeError(f"{type(self.server).__name__} did not start within {self.timeout:.0f}s")
+        if self._error is not None:
+            raise self._error
+        return f"{self.scheme}://{self.host}:{self.server.port}"
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(20)
