@@ -68,7 +68,8 @@ def _worker(conn, env_factory: Callable, env_kwargs: dict) -> None:
                         env.close()
                     env, task = env_factory(new_task, **env_kwargs), new_task
                 obs = env.reset(seed)
-                conn.send(("obs", _pack(obs), False, False, [obs["rgb"]], [obs["ee_pos"]], env.max_steps))
+                conn.send(("obs", {"obs": _pack(obs), "success": False, "done": False, "frames": [obs["rgb"]],
+                                   "path": [obs["ee_pos"]], "steps": 0, "max_steps": env.max_steps}))
             elif kind == "run":
                 _, actions, record = msg
                 frames, path, success, done = [], [], False, False
@@ -79,7 +80,8 @@ def _worker(conn, env_factory: Callable, env_kwargs: dict) -> None:
                         frames.append(obs["rgb"])
                     if success or done:
                         break
-                conn.send(("obs", _pack(obs), success, done, frames, path, len(path)))
+                conn.send(("obs", {"obs": _pack(obs), "success": success, "done": done, "frames": frames,
+                                   "path": path, "steps": len(path)}))
         except Exception:  # report it; the main process decides what to do
             conn.send(("error", traceback.format_exc()))
     if env is not None:
@@ -244,19 +246,19 @@ def rollout(
                         pool[i] = w = _Worker(ctx, env_factory, env_kwargs)
                     start_next(w)
                     continue
-                _, obs, success, done, frames, path, n = reply
-                if ep.obs is None:
-                    ep.max_steps = n
+                r = reply[1]
+                obs = r["obs"]
+                if ep.obs is None:  # the reply to a reset
+                    ep.max_steps = r["max_steps"]
                     ep.camera = (obs["camera_intrinsics"], obs["camera_extrinsics"])
-                else:
-                    ep.steps += n
+                ep.steps += r["steps"]
                 ep.obs = obs
-                ep.success = ep.success or success
-                ep.ee_path.extend(path)
+                ep.success = ep.success or r["success"]
+                ep.ee_path.extend(r["path"])
                 if ep.record:
-                    ep.frames.extend(frames)
-                    ep.frame_traces.extend([ep.traces[-1][1] if ep.traces else None] * len(frames))
-                if success or done or ep.steps >= ep.max_steps:
+                    ep.frames.extend(r["frames"])
+                    ep.frame_traces.extend([ep.traces[-1][1] if ep.traces else None] * len(r["frames"]))
+                if r["success"] or r["done"] or ep.steps >= ep.max_steps:
                     finish(w)
                     start_next(w)
                 else:
