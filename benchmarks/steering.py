@@ -1,10 +1,12 @@
 """Steering: does the gripper follow a drawn trace?
 
-For held-out layouts of each task, the policy is given a path taken from another layout's
-demonstration (the expert's end-effector path in that episode, projected into the image) and at every
-chunk follows the part still ahead of the gripper. We measure how far the executed end-effector path
-(projected) stays from that path, in pixels, and compare with the same layouts run unsteered: if
-steering works, the steered gripper stays much closer to the given path than the policy's own behaviour.
+For held-out layouts of each task, the policy first runs on its own. It is then given a path taken from
+another layout's demonstration (the expert's end-effector path in that episode, projected into the image):
+of the task's demonstrations, the one farthest from the path the policy took on its own, so that following
+it means doing something else. At every chunk the policy follows the part of that path still ahead of the
+gripper. We measure how far the executed end-effector path (projected) stays from the given path, in
+pixels, steered and unsteered: if steering works, the steered gripper stays much closer to the given path
+than the policy's own behaviour does.
 
     python benchmarks/steering.py --checkpoint RUN --data DIR [--tasks reach-v3,...] [--episodes 10]
 """
@@ -45,32 +47,37 @@ def main() -> None:
     tasks = a.tasks.split(",") if a.tasks else policy.tasks
     used = {t: set(v) for t, v in policy.meta["data"]["seeds"].items()}
 
-    def donor_path(task: str, k: int) -> np.ndarray:
-        eps = [i for i, e in enumerate(ds.episodes) if e["task"] == task]
-        frames = np.array(ds.episode_frames(eps[k % len(eps)]))
-        first = frames[0]
-        return project(ds.ee_pos[frames], ds.intrinsics[first], ds.extrinsics[first]).astype(np.float32)
-
-    def make_episodes():
+    def demo_paths(task: str) -> list[np.ndarray]:
         out = []
-        for t in tasks:
-            for k, s in enumerate(held_out_seeds(a.episodes, used.get(t, set()))):
-                ep = Episode(t, s)
-                ep.info["donor"] = donor_path(t, k)
-                out.append(ep)
-        return out
+        for i, e in enumerate(ds.episodes):
+            if e["task"] == task:
+                frames = np.array(ds.episode_frames(i))
+                out.append(project(ds.ee_pos[frames], ds.intrinsics[frames[0]], ds.extrinsics[frames[0]]))
+        return [p.astype(np.float32) for p in out]
+
+    def own_path(ep) -> np.ndarray:
+        K, E = ep.camera
+        return project(np.asarray(ep.ee_path), K, E)
+
+    def episodes(donors=None):
+        return [Episode(t, s, info={} if donors is None else {"donor": donors[(t, s)]})
+                for t in tasks for s in held_out_seeds(a.episodes, used.get(t, set()))]
 
     def steer(ep, obs):
         here = project(obs["ee_pos"], obs["camera_intrinsics"], obs["camera_extrinsics"])
         return remaining_path(ep.info["donor"], here)
 
     kw = dict(steps=policy.default_steps, execute=policy.horizon, workers=a.workers)
-    steered = rollout(policy, make_episodes(), steer=steer, **kw).episodes
-    free = rollout(policy, make_episodes(), **kw).episodes
+    free = rollout(policy, episodes(), **kw).episodes
+    demos = {t: demo_paths(t) for t in tasks}
+    donors = {(e.task, e.seed): max(demos[e.task], key=lambda d, p=own_path(e): distance_to_path(p, d).mean())
+              for e in free}
+    steered = rollout(policy, episodes(donors), steer=steer, **kw).episodes
+    for e in free:
+        e.info["donor"] = donors[(e.task, e.seed)]
 
     def deviation(ep):
-        K, E = ep.camera
-        px = project(np.asarray(ep.ee_path), K, E)
+        px = own_path(ep)
         d = distance_to_path(px, ep.info["donor"])
         end = float(np.linalg.norm(px[-1] - ep.info["donor"][-1]))
         return float(d.mean()), float(d.max()), end
@@ -87,9 +94,11 @@ def main() -> None:
             "steered_end_px": float(np.mean([x[2] for x in s])),
             "own_mean_px": float(np.mean([x[0] for x in f])), "own_max_px": float(np.mean([x[1] for x in f])),
             "own_end_px": float(np.mean([x[2] for x in f])),
+            "steered_success": float(np.mean([e.success for e in steered if e.task == t])),
+            "own_success": float(np.mean([e.success for e in free if e.task == t])),
         })
     report("steering", rows, ["task", "episodes", "steered_mean_px", "steered_max_px", "steered_end_px",
-                              "own_mean_px", "own_max_px", "own_end_px"],
+                              "own_mean_px", "own_max_px", "own_end_px", "steered_success", "own_success"],
            extra={"checkpoint": a.checkpoint, "resolution": policy.resolution,
                   "note": "distances in image pixels from the executed end-effector path to the given path; "
                           "max_px is the per-episode maximum averaged over episodes; end_px is the final "

@@ -36,3 +36,18 @@ def test_steered_prediction_returns_the_given_trace_and_a_chunk(tiny_dataset, tm
     np.testing.assert_allclose(p.trace[-1], drawn[-1], atol=48 / 256)
     own = policy.predict(obs)
     assert not own.trace_given
+    # Steered, where to go comes from the trace alone: the task part of the state (the goal) is not read.
+    moved = dict(obs, state=obs["state"] + np.array([0, 0, 0, 0, 0.3, -0.2, 0.1], np.float32))
+    np.testing.assert_array_equal(policy.predict(moved, trace=drawn).actions, p.actions)
+
+
+def test_steered_samples_keep_only_proprioception():
+    import torch
+
+    from reasonact.data.pipeline import hide_task_state
+
+    state = torch.arange(14, dtype=torch.float32).reshape(2, 7) + 1
+    out = hide_task_state(state, torch.tensor([True, False]))
+    assert out[0, :4].tolist() == [1, 2, 3, 4] and out[0, 4:].abs().sum() == 0
+    assert torch.equal(out[1], state[1])
+    assert hide_task_state(state)[:, 4:].abs().sum() == 0

@@ -64,6 +64,11 @@ class Policy:
         return int(self.meta["data"]["resolution"])
 
     @property
+    def steer_trained(self) -> bool:
+        """Trained with steered samples (``--steer-prob``), whose state keeps only proprioception."""
+        return float(self.meta["train"].get("steer_prob", 0.0)) > 0
+
+    @property
     def tasks(self) -> list[str]:
         return list(self.meta["data"]["tasks"])
 
@@ -93,7 +98,7 @@ class Policy:
     def predict_batch(self, observations: Sequence[dict], instructions: Sequence[str] | None = None, *,
                       traces: Sequence[np.ndarray] | None = None, decoder: str | None = None,
                       steps: int | None = None, seed: int = 0) -> list[Prediction]:
-        from .data.pipeline import encode_instructions, resize_images
+        from .data.pipeline import encode_instructions, hide_task_state, resize_images
         from .decoding import generate
         from .tokenizers import resample_trace
 
@@ -127,6 +132,8 @@ class Policy:
             pts = [resample_trace(np.asarray(t, np.float32), self.tok.trace.points) for t in traces]
             toks = self.tok.trace.encode(np.stack(pts)) + self.tok.vocab.offset("coord")
             given["trace"] = torch.from_numpy(toks).to(dev)
+            if self.steer_trained:  # as in its steered samples: where to go comes from the trace
+                st = hide_task_state(st)
         gen = torch.Generator(device=dev).manual_seed(seed)
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             res = generate(self.model, images, instr, st, steps=steps, given=given, generator=gen)

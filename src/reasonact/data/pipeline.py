@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..envs.base import PROPRIO_DIMS
 from ..tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
 from .dataset import ReasonactDataset
 
@@ -162,14 +163,27 @@ class BatchSource:
             targets["depth"] = self.depth[rows]
         if self.think is not None:
             targets["think"] = self.think[rows]
-        steered = (rnd(B) < self.steer_prob) if self.steer_prob > 0 else None
+        state = self.states[rows]
+        steered = None
+        if self.steer_prob > 0:
+            steered = rnd(B) < self.steer_prob
+            state = hide_task_state(state, steered)
         return {
             "images": images,
             "instr": self.instructions[task, phr],
-            "state": self.states[rows],
+            "state": state,
             "targets": targets,
             "steered": steered,
         }
+
+
+def hide_task_state(state: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero (the normalised mean) everything after the proprioception in the given rows (all if None):
+    steered samples and steered predictions learn and take where to go from the trace."""
+    keep = torch.arange(state.shape[-1], device=state.device) < PROPRIO_DIMS
+    if rows is not None:
+        keep = keep | ~rows[:, None]
+    return state * keep
 
 
 def _crop(padded: torch.Tensor, off: torch.Tensor, S: int) -> torch.Tensor:

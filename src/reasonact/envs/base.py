@@ -11,6 +11,10 @@ from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
+# The state opens with proprioception: end-effector xyz and gripper opening. What follows (a goal, object
+# poses) says where the task is; a steered policy takes that from the given trace instead.
+PROPRIO_DIMS = 4
+
 
 class Observation(TypedDict, total=False):
     rgb: np.ndarray  # (H, W, 3) uint8, upright
