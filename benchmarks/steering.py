@@ -9,6 +9,10 @@ pixels, steered and unsteered: if steering works, the steered gripper stays much
 than the policy's own behaviour does.
 
     python benchmarks/steering.py --checkpoint RUN --data DIR [--tasks reach-v3,...] [--episodes 10]
+
+``--open-loop N`` asks a quicker question without the simulator: on N dataset frames, the policy is given a
+straight 12-pixel trace from the gripper in a random direction; the cosine between that direction and the
+image-plane motion of the predicted chunk is 1 for a policy that follows it and ~0 for one that ignores it.
 """
 
 from __future__ import annotations
@@ -30,8 +34,11 @@ def main() -> None:
     ap.add_argument("--tasks", default=None, help="default: the run's tasks")
     ap.add_argument("--episodes", type=int, default=10, help="held-out layouts per task")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--open-loop", type=int, default=0, metavar="N", help="the open-loop check on N frames instead")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if a.open_loop:
+        return open_loop(a)
 
     from reasonact.data import load_dataset
     from reasonact.envs import project
@@ -103,6 +110,32 @@ def main() -> None:
                   "note": "distances in image pixels from the executed end-effector path to the given path; "
                           "max_px is the per-episode maximum averaged over episodes; end_px is the final "
                           "gripper position's distance to the path's end"}, out=a.out)
+
+
+def open_loop(a) -> None:
+    from reasonact.data import load_dataset
+    from reasonact.envs import project
+    from reasonact.policy import load_policy
+
+    policy = load_policy(a.checkpoint)
+    ds = load_dataset(a.data or policy.meta["data"]["path"])
+    rng = np.random.default_rng(0)
+    step_m = 0.01  # Meta-World: an action of 1 moves the end effector 1 cm
+    cos = {"steered": [], "own": []}
+    for i in rng.choice(len(ds), min(a.open_loop, len(ds)), replace=False):
+        o = ds[int(i)]
+        K, E = o["camera_intrinsics"], o["camera_extrinsics"]
+        here = project(o["ee_pos"], K, E)
+        ang = rng.uniform(0, 2 * np.pi)
+        want = here + 12 * np.array([np.cos(ang), np.sin(ang)])
+        for name, trace in (("steered", np.linspace(here, want, 5)), ("own", None)):
+            chunk = policy.predict(o, trace=trace).actions
+            moved = project(o["ee_pos"] + chunk[:, :3].sum(0) * step_m, K, E) - here
+            if np.linalg.norm(moved) > 1e-3:
+                cos[name].append(float(moved @ (want - here) / np.linalg.norm(moved) / 12))
+    rows = [{"trace": k, "frames": len(v), "mean_cosine": float(np.mean(v))} for k, v in cos.items()]
+    report("steering_open_loop", rows, ["trace", "frames", "mean_cosine"],
+           extra={"checkpoint": a.checkpoint}, out=a.out)
 
 
 if __name__ == "__main__":
