@@ -13,6 +13,9 @@ than the policy's own behaviour does.
 ``--open-loop N`` asks a quicker question without the simulator: on N dataset frames, the policy is given a
 straight 12-pixel trace from the gripper in a random direction; the cosine between that direction and the
 image-plane motion of the predicted chunk is 1 for a policy that follows it and ~0 for one that ignores it.
+Two reference rows: the demonstrations' own motion against the first segment of their recorded trace (what
+following a trace looks like in the data), and the unsteered policy's motion against that recorded trace
+(how much of the trace the policy already infers from the image and state).
 """
 
 from __future__ import annotations
@@ -121,21 +124,34 @@ def open_loop(a) -> None:
     ds = load_dataset(a.data or policy.meta["data"]["path"])
     rng = np.random.default_rng(0)
     step_m = 0.01  # Meta-World: an action of 1 moves the end effector 1 cm
-    cos = {"steered": [], "own": []}
+    H = policy.horizon
+    cos: dict[tuple[str, str], list[float]] = {}
+
+    def add(key, motion, direction):
+        if np.linalg.norm(motion) > 1e-3 and np.linalg.norm(direction) > 1e-3:
+            cos.setdefault(key, []).append(float(motion @ direction / np.linalg.norm(motion) / np.linalg.norm(direction)))
+
     for i in rng.choice(len(ds), min(a.open_loop, len(ds)), replace=False):
         o = ds[int(i)]
         K, E = o["camera_intrinsics"], o["camera_extrinsics"]
         here = project(o["ee_pos"], K, E)
         ang = rng.uniform(0, 2 * np.pi)
-        want = here + 12 * np.array([np.cos(ang), np.sin(ang)])
-        for name, trace in (("steered", np.linspace(here, want, 5)), ("own", None)):
+        want = 12 * np.array([np.cos(ang), np.sin(ang)])
+        recorded = o["trace"][1] - o["trace"][0]  # where the demonstration's own trace heads
+        moved = {}
+        for name, trace in (("policy given the random trace", np.linspace(here, here + want, 5)),
+                            ("policy, no trace", None)):
             chunk = policy.predict(o, trace=trace).actions
-            moved = project(o["ee_pos"] + chunk[:, :3].sum(0) * step_m, K, E) - here
-            if np.linalg.norm(moved) > 1e-3:
-                cos[name].append(float(moved @ (want - here) / np.linalg.norm(moved) / 12))
-    rows = [{"trace": k, "frames": len(v), "mean_cosine": float(np.mean(v))} for k, v in cos.items()]
-    report("steering_open_loop", rows, ["trace", "frames", "mean_cosine"],
-           extra={"checkpoint": a.checkpoint}, out=a.out)
+            moved[name] = project(o["ee_pos"] + chunk[:, :3].sum(0) * step_m, K, E) - here
+        later = ds[int(min(i + H, ds.episode_end[i] - 1))]
+        add(("policy given the random trace", "random trace"), moved["policy given the random trace"], want)
+        add(("policy, no trace", "random trace"), moved["policy, no trace"], want)
+        add(("policy, no trace", "recorded trace"), moved["policy, no trace"], recorded)
+        add(("demonstration", "recorded trace"), project(later["ee_pos"], K, E) - here, recorded)
+    rows = [{"motion": m, "against": d, "frames": len(v), "mean_cosine": float(np.mean(v))} for (m, d), v in cos.items()]
+    report("steering_open_loop", rows, ["motion", "against", "frames", "mean_cosine"],
+           extra={"checkpoint": a.checkpoint, "note": f"image-plane motion over {H} steps; recorded trace: "
+                  "the first segment of the frame's recorded trace"}, out=a.out)
 
 
 if __name__ == "__main__":
