@@ -143,11 +143,11 @@ def open_loop(a) -> None:
                             ("policy, no trace", None)):
             chunk = policy.predict(o, trace=trace).actions
             moved[name] = project(o["ee_pos"] + chunk[:, :3].sum(0) * step_m, K, E) - here
-        later = ds[int(min(i + H, ds.episode_end[i] - 1))]
+        later = ds.ee_pos[min(i + H, ds.episode_end[i] - 1)]  # where the demonstration was H steps on
         add(("policy given the random trace", "random trace"), moved["policy given the random trace"], want)
         add(("policy, no trace", "random trace"), moved["policy, no trace"], want)
         add(("policy, no trace", "recorded trace"), moved["policy, no trace"], recorded)
-        add(("demonstration", "recorded trace"), project(later["ee_pos"], K, E) - here, recorded)
+        add(("demonstration", "recorded trace"), project(later, K, E) - here, recorded)
     rows = [{"motion": m, "against": d, "frames": len(v), "mean_cosine": float(np.mean(v))} for (m, d), v in cos.items()]
     report("steering_open_loop", rows, ["motion", "against", "frames", "mean_cosine"],
            extra={"checkpoint": a.checkpoint, "note": f"image-plane motion over {H} steps; recorded trace: "
