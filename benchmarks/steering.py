@@ -15,7 +15,9 @@ straight 12-pixel trace from the gripper in a random direction; the cosine betwe
 image-plane motion of the predicted chunk is 1 for a policy that follows it and ~0 for one that ignores it.
 Two reference rows: the demonstrations' own motion against the first segment of their recorded trace (what
 following a trace looks like in the data), and the unsteered policy's motion against that recorded trace
-(how much of the trace the policy already infers from the image and state).
+(how much of the trace the policy already infers from the image and state). On a dataset with random-path
+episodes (``collect --expert path``) three more rows, on N of their frames, where only the trace says where
+to go: the policy given the frame's recorded trace, the policy without it, and the recorded motion.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def main() -> None:
     def demo_paths(task: str) -> list[np.ndarray]:
         out = []
         for i, e in enumerate(ds.episodes):
-            if e["task"] == task:
+            if e["task"] == task and e["expert"] == "task":  # the task's demonstrations, not random paths
                 frames = np.array(ds.episode_frames(i))
                 out.append(project(ds.ee_pos[frames], ds.intrinsics[frames[0]], ds.extrinsics[frames[0]]))
         return [p.astype(np.float32) for p in out]
@@ -131,7 +133,8 @@ def open_loop(a) -> None:
         if np.linalg.norm(motion) > 1e-3 and np.linalg.norm(direction) > 1e-3:
             cos.setdefault(key, []).append(float(motion @ direction / np.linalg.norm(motion) / np.linalg.norm(direction)))
 
-    for i in rng.choice(len(ds), min(a.open_loop, len(ds)), replace=False):
+    frames = np.nonzero(~ds.path_frames)[0]  # the task's demonstrations, not random paths
+    for i in rng.choice(frames, min(a.open_loop, len(frames)), replace=False):
         o = ds[int(i)]
         K, E = o["camera_intrinsics"], o["camera_extrinsics"]
         here = project(o["ee_pos"], K, E)
@@ -148,6 +151,19 @@ def open_loop(a) -> None:
         add(("policy, no trace", "random trace"), moved["policy, no trace"], want)
         add(("policy, no trace", "recorded trace"), moved["policy, no trace"], recorded)
         add(("demonstration", "recorded trace"), project(later, K, E) - here, recorded)
+    # Random-path frames (collect --expert path), if any: there the trace alone says where to go.
+    paths = np.nonzero(ds.path_frames)[0]
+    for i in rng.choice(paths, min(a.open_loop, len(paths)), replace=False):
+        o = ds[int(i)]
+        K, E = o["camera_intrinsics"], o["camera_extrinsics"]
+        here = project(o["ee_pos"], K, E)
+        recorded = o["trace"][1] - o["trace"][0]
+        for name, trace in (("policy given the recorded trace", o["trace"]), ("policy, no trace", None)):
+            chunk = policy.predict(o, trace=trace).actions
+            add((name, "recorded trace, random-path frames"),
+                project(o["ee_pos"] + chunk[:, :3].sum(0) * step_m, K, E) - here, recorded)
+        later = ds.ee_pos[min(i + H, ds.episode_end[i] - 1)]
+        add(("demonstration", "recorded trace, random-path frames"), project(later, K, E) - here, recorded)
     rows = [{"motion": m, "against": d, "frames": len(v), "mean_cosine": float(np.mean(v))} for (m, d), v in cos.items()]
     report("steering_open_loop", rows, ["motion", "against", "frames", "mean_cosine"],
            extra={"checkpoint": a.checkpoint, "note": f"image-plane motion over {H} steps; recorded trace: "

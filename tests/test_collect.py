@@ -1,5 +1,6 @@
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,29 @@ def test_a_crash_loses_only_the_episode_in_flight(tmp_path, monkeypatch):
     assert len(load_dataset(out).episodes) == 4
 
 
+def test_a_task_the_expert_keeps_failing_is_given_up_and_not_retried(tmp_path, monkeypatch):
+    out = tmp_path / "ds"
+    real = collect_mod.run_expert_episode
+    tried = []
+
+    def failing(task, seed, *args):
+        tried.append((task, seed))
+        return {"task": task, "seed": seed, "expert": args[-1], "success": False, "length": 1}
+
+    monkeypatch.setattr(collect_mod, "MAX_FAILURES_PER_TASK", 3)
+    monkeypatch.setattr(collect_mod, "run_expert_episode", failing)
+    summary = collect(out, suite="reach-v3", episodes_per_task=5, resolution=32, workers=1, progress=False)
+    assert summary.gave_up == ["reach-v3"] and len(tried) == 3 and "gave up on reach-v3" in str(summary)
+    again = collect(out, suite="reach-v3", episodes_per_task=5, resolution=32, workers=1, progress=False)
+    assert again.gave_up == ["reach-v3"] and len(tried) == 3  # nothing retried
+    # The other expert's failures are its own: random paths on the same task are still collected.
+    monkeypatch.setattr(collect_mod, "run_expert_episode", real)
+    paths = collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, expert="path",
+                    progress=False)
+    assert paths.new_episodes == 1 and not paths.gave_up
+    assert load_dataset(out).episodes[0]["seed"] not in {s for _, s in tried}
+
+
 def test_cli_rejects_an_unknown_task_and_writes_nothing(tmp_path):
     out = tmp_path / "never"
     r = _cli("collect", "--suite", "mt10", "--tasks", "reach-v3,fly-v3", "--out", str(out))
@@ -168,3 +192,57 @@ def test_cli_refuses_a_non_dataset_directory(tmp_path):
 def test_load_dataset_explains_what_is_missing(tmp_path):
     with pytest.raises(DatasetError, match="reasonact collect"):
         load_dataset(tmp_path)
+
+
+def test_random_path_episodes_extend_a_dataset_and_visit_their_waypoints(tiny_dataset, tmp_path):
+    from reasonact.envs.paths import PathExpert
+
+    root = tmp_path / "mixed"
+    shutil.copytree(tiny_dataset, root)
+    before = _digests(root)
+    s = collect(root, suite="mt10", tasks=["reach-v3"], episodes_per_task=2, resolution=48, workers=1,
+                expert="path", progress=False)
+    assert s.new_episodes == 2 and "2 random-path episodes" in str(s)
+    after = _digests(root)
+    assert all(after[k] == v for k, v in before.items())  # the task's demonstrations are untouched
+    again = collect(root, suite="mt10", tasks=["reach-v3"], episodes_per_task=2, resolution=48, workers=1,
+                    expert="path", progress=False)
+    assert again.new_episodes == 0
+
+    ds = load_dataset(root)
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["experts"] == {"task": 4, "path": 2}
+    paths = [e for e in ds.episodes if e["expert"] == "path"]
+    demos = [e for e in ds.episodes if e["expert"] == "task" and e["task"] == "reach-v3"]
+    assert {e["seed"] for e in paths}.isdisjoint(e["seed"] for e in demos)  # a layout is used once
+    assert ds.path_frames.sum() == sum(e["length"] for e in paths)
+    assert set(info["seeds"]["reach-v3"]) >= {e["seed"] for e in paths}  # so evaluation avoids them too
+    for e in paths:
+        frames = np.array(ds.episode_frames(ds.episodes.index(e)))
+        assert ds.path_frames[frames].all()
+        ee = ds.ee_pos[frames]
+        expert = PathExpert.for_episode(e["task"], e["seed"], ee[0])
+        assert len(expert.waypoints) >= 2
+        # The gripper passed every waypoint, in order (the last one within one step after the last frame).
+        hits = [int(np.argmin(np.linalg.norm(ee - w, axis=1))) for w in expert.waypoints]
+        assert hits == sorted(hits)
+        assert all(np.linalg.norm(ee - w, axis=1).min() < expert.tolerance + 0.012 for w in expert.waypoints)
+        flags = pq.read_table(root / e["file"], columns=["next.success"])["next.success"].to_pylist()
+        assert flags[-1] and not any(flags[:-1])
+    with pytest.raises(ValueError, match="unknown expert"):
+        collect(root, suite="mt10", tasks=["reach-v3"], episodes_per_task=1, resolution=48, expert="oracle")
+
+
+def test_training_leaves_random_path_frames_out_unless_steering(tiny_dataset, tmp_path, capsys):
+    import reasonact
+
+    root = tmp_path / "mixed"
+    shutil.copytree(tiny_dataset, root)
+    collect(root, suite="mt10", tasks=["push-v3"], episodes_per_task=1, resolution=48, workers=1, expert="path",
+            progress=False)
+    n = int(load_dataset(root).path_frames.sum())
+    kw = dict(config="debug", steps=1, batch_size=4, reasoning="trace", progress=False)
+    reasonact.train(root, tmp_path / "plain", **kw)
+    assert f"leaving out {n} frames of random-path episodes" in capsys.readouterr().out
+    reasonact.train(root, tmp_path / "steered", steer_prob=0.5, **kw)
+    assert "leaving out" not in capsys.readouterr().out

@@ -51,3 +51,62 @@ def test_steered_samples_keep_only_proprioception():
     assert out[0, :4].tolist() == [1, 2, 3, 4] and out[0, 4:].abs().sum() == 0
     assert torch.equal(out[1], state[1])
     assert hide_task_state(state)[:, 4:].abs().sum() == 0
+
+
+def test_path_expert_visits_its_waypoints_in_order():
+    from reasonact.envs.paths import WORKSPACE, PathExpert
+
+    start = np.array([0.0, 0.6, 0.2])
+    expert = PathExpert.random(7, start)
+    w = expert.waypoints
+    assert 2 <= len(w) <= 4 and (w >= WORKSPACE[0]).all() and (w <= WORKSPACE[1]).all()
+    legs = np.linalg.norm(np.diff(np.vstack([start, w]), axis=0), axis=1)
+    assert (legs >= 0.1).all()
+    assert (w[:, 2] == start[2]).all()  # planar: a 2D trace and the height fix every waypoint
+    assert np.ptp(PathExpert.random(7, start, planar=False).waypoints[:, 2]) > 0
+    np.testing.assert_array_equal(PathExpert.random(7, start).waypoints, w)  # reproducible from the seed
+    assert not np.allclose(PathExpert.for_episode("reach-v3", 7, start).waypoints[0],
+                           PathExpert.for_episode("push-v3", 7, start).waypoints[0])
+    # Meta-World moves the end effector 1 cm per unit of action; follow the expert with that model.
+    ee, visited = start.copy(), []
+    for _ in range(500):
+        a = expert.action(ee)
+        assert a.shape == (4,) and np.abs(a).max() <= 1
+        ee = ee + 0.01 * a[:3]
+        visited.append(ee)
+        if expert.update(ee):
+            break
+    assert expert.done
+    visited = np.array(visited)
+    hits = [int(np.argmin(np.linalg.norm(visited - p, axis=1))) for p in w]
+    assert hits == sorted(hits) and all(np.linalg.norm(visited[h] - p) < expert.tolerance for h, p in zip(hits, w))
+    np.testing.assert_array_equal(expert.action(ee)[:3], 0)  # done: it stays
+    assert not expert.stuck
+    # An arm that cannot move (blocked by the scene) is reported stuck after `patience` steps.
+    blocked = PathExpert.random(7, start)
+    for k in range(blocked.patience + 1):
+        blocked.action(start)
+        blocked.update(start)
+        assert blocked.stuck == (k == blocked.patience)
+
+
+def test_random_path_frames_are_always_trained_steered(tiny_dataset):
+    from reasonact.data.pipeline import BatchSource, Tokenizers
+    from reasonact.tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
+
+    ds = load_dataset(tiny_dataset)
+    ds.path_frames = ds.episode_row == 0  # as if the first episode followed a random path
+    text = TextTokenizer.train([t["instruction"] for t in ds.tasks], 300)
+    tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(48, 48), text, Vocab(text=text.vocab_size))
+    kw = dict(image_size=32, horizon=8, blocks=("trace", "act"), instruction_tokens=16,
+              state_mean=np.zeros(7, np.float32), state_std=np.ones(7, np.float32), augment=False, progress=False)
+    src = BatchSource(ds, np.arange(len(ds)), tok, steer_prob=1e-6, **kw)
+    import torch
+
+    rows = torch.arange(len(ds))
+    b = src.batch(rows, torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(b["steered"].numpy(), ds.path_frames)
+    assert b["state"][b["steered"], 4:].abs().sum() == 0  # the goal is hidden where the trace is given
+    with pytest.raises(ValueError, match="steer_prob"):
+        BatchSource(ds, np.arange(len(ds)), tok, steer_prob=0.0, **kw)
+    BatchSource(ds, np.nonzero(~ds.path_frames)[0], tok, steer_prob=0.0, **kw)  # left out, they are fine

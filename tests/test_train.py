@@ -100,6 +100,10 @@ def test_bad_input_fails_clearly(tiny_dataset, tmp_path):
         reasonact.train(tiny_dataset, tmp_path / "r2", config="huge", progress=False)
     with pytest.raises(ValueError, match="reasoning mode"):
         reasonact.train(tiny_dataset, tmp_path / "r3", reasoning="dream", progress=False)
+    with pytest.raises(ValueError, match="no trace block"):
+        reasonact.train(tiny_dataset, tmp_path / "r3", reasoning="act", steer_prob=0.5, progress=False)
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        reasonact.train(tiny_dataset, tmp_path / "r3", reasoning="trace", steer_prob=1.5, progress=False)
     run = _train(tiny_dataset, tmp_path / "r4", 1)
     policy = reasonact.load_policy(run)
     obs = load_dataset(tiny_dataset)[0]

@@ -18,13 +18,16 @@ def _add_collect(sub) -> None:
                    help="goal: end effector, gripper and goal position (default); full: Meta-World's 39-d state")
     p.add_argument("--workers", type=int, default=None, help="parallel simulator processes (default: CPU count)")
     p.add_argument("--seed", type=int, default=0, help="first layout seed; each task tries seeds upwards from it")
+    p.add_argument("--expert", choices=["task", "path"], default="task",
+                   help="task: the task's scripted expert (default); path: random paths through the task's "
+                        "scene, trained only with the trace given (--steer-prob) to teach steering")
 
     def run(a):
         from .data.collect import collect
 
         print(collect(a.out, suite=a.suite, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
                       resolution=a.resolution, camera=a.camera, state_mode=a.state_mode,
-                      workers=a.workers, seed=a.seed))
+                      workers=a.workers, seed=a.seed, expert=a.expert))
 
     p.set_defaults(func=run)
 
@@ -86,7 +89,7 @@ def _add_train(sub) -> None:
                    help="share of samples trained with the trace given (steering) (default: 0)")
     p.add_argument("--lambda-reason", type=float, default=None, help=f"reasoning loss weight (default: {d.lambda_reason})")
     p.add_argument("--freeze-layers", type=int, default=None, help="freeze the vision encoder and the lowest K layers")
-    p.add_argument("--init", default=None, help="start from another run's weights and tokenizers")
+    p.add_argument("--init", default=None, help="start from another run's weights, tokenizers and state normalisation")
     p.add_argument("--depth-vae", default=None, help="a trained depth tokenizer directory (else one is trained)")
     p.add_argument("--val-fraction", type=float, default=None, help="share of episodes held out for validation loss")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None)

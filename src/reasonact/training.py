@@ -58,7 +58,7 @@ class TrainConfig:
     save_every: int = 500
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False
-    init: str | None = None  # start from another run's weights (its tokenizers are reused)
+    init: str | None = None  # start from another run's weights (its tokenizers and state normalisation are reused)
     freeze_layers: int = 0  # freeze the vision encoder and the lowest K transformer layers
     model_overrides: dict | None = None
 
@@ -251,6 +251,11 @@ def train(data: str | Path, out: str | Path, *, resume: bool = False, device: st
             raise ValueError(f"--init run was trained with the {d} decoder; pass --decoder {d}")
         seq = SequenceConfig(**{**asdict(seq), "horizon": init_cfg.sequence.horizon,
                                 "instruction_tokens": init_cfg.sequence.instruction_tokens})
+    if not 0 <= cfg.steer_prob <= 1:
+        raise ValueError(f"--steer-prob is a share of samples, from 0 to 1; got {cfg.steer_prob}")
+    if cfg.steer_prob > 0 and "trace" not in seq.blocks:
+        raise ValueError(f"--steer-prob gives samples their trace, but reasoning {cfg.reasoning!r} has no trace "
+                         "block; use --reasoning trace or depth+trace")
     config = Config(mcfg, seq)
     run.mkdir(parents=True, exist_ok=True)
     if main:
@@ -262,6 +267,9 @@ def train(data: str | Path, out: str | Path, *, resume: bool = False, device: st
 
     state_mean = np.asarray(ds.stats["state"]["mean"], np.float32)
     state_std = np.maximum(np.asarray(ds.stats["state"]["std"], np.float32), 1e-3)
+    if cfg.init:  # the weights were trained on states normalised the --init run's way: keep it
+        norm = read_json(Path(cfg.init) / "config.json")["state_norm"]
+        state_mean, state_std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
     if main and not resume:
         import shutil
 
@@ -284,10 +292,15 @@ def train(data: str | Path, out: str | Path, *, resume: bool = False, device: st
     episodes = np.arange(len(ds.episodes))
     val_eps = episodes[(episodes % max(2, round(1 / cfg.val_fraction))) == 1] if cfg.val_fraction > 0 else episodes[:0]
     is_val = np.isin(ds.episode_row, val_eps)
+    use = np.ones(len(ds), bool) if cfg.steer_prob > 0 else ~ds.path_frames
+    if main and not use.all():
+        print(f"leaving out {int((~use).sum())} frames of random-path episodes: they teach steering and are "
+              "trained only with the trace given (--steer-prob > 0)")
+    is_val &= ~ds.path_frames  # validation measures the unsteered task
     common = dict(image_size=mcfg.image_size, horizon=seq.horizon, blocks=seq.blocks,
                   instruction_tokens=seq.instruction_tokens, state_mean=state_mean, state_std=state_std,
                   depth_codes=depth_codes, rationales=rationales, device=dev, progress=show)
-    source = BatchSource(ds, np.nonzero(~is_val)[0], tok, augment=cfg.augment, paraphrase_prob=cfg.paraphrase_prob,
+    source = BatchSource(ds, np.nonzero(use & ~is_val)[0], tok, augment=cfg.augment, paraphrase_prob=cfg.paraphrase_prob,
                          steer_prob=cfg.steer_prob, **common)
     val_source = None
     if is_val.any():

@@ -1,5 +1,8 @@
 """``reasonact collect``: scripted-expert demonstrations from Meta-World, written as a dataset.
 
+``--expert path`` adds random-path episodes instead (the end effector visits random waypoints in each
+task's scene; see :mod:`reasonact.envs.paths`): trained with the trace given, they teach steering.
+
 Resumable: every finished episode is its own atomically written file, and a re-run of the same command
 collects only what is missing. Episodes are independent jobs ``(task, seed)`` fanned out over worker
 processes (one simulator per process); the main process alone writes files.
@@ -31,6 +34,7 @@ from .format import (
     read_info,
 )
 
+EXPERTS = ("task", "path")
 MAX_FAILURES_PER_TASK = 20  # an expert that fails this often on a task is reported, not retried forever
 
 
@@ -43,11 +47,13 @@ class CollectSummary:
     frames: int
     seconds: float
     gave_up: list[str] = field(default_factory=list)
+    expert: str = "task"  # whose episodes ``episodes`` counts
 
     def __str__(self) -> str:
         fails = sum(self.failures.values())
+        kind = "random-path " if self.expert == "path" else ""
         lines = [
-            f"dataset {self.out}: {sum(self.episodes.values())} episodes, {self.frames} frames "
+            f"dataset {self.out}: {sum(self.episodes.values())} {kind}episodes, {self.frames} frames in all "
             f"({self.new_episodes} new in {self.seconds:.0f}s, {fails} expert failure(s) skipped)"
         ]
         for t in self.gave_up:
@@ -79,14 +85,22 @@ def _get_env(task: str, resolution: int, camera: str, state_mode: str):
     return env
 
 
-def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state_mode: str) -> dict:
-    """Roll out the scripted expert for one layout; frames are PNG-encoded here, in the worker."""
+def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state_mode: str,
+                       expert: str = "task") -> dict:
+    """Roll out one layout with the task's scripted expert (``expert="task"``) or along a random path
+    (``"path"``, see :mod:`reasonact.envs.paths`); frames are PNG-encoded here, in the worker."""
     env = _get_env(task, resolution, camera, state_mode)
     obs = env.reset(seed)
+    path, steps = None, env.max_steps
+    if expert == "path":
+        from ..envs.paths import PathExpert
+
+        path = PathExpert.for_episode(task, seed, obs["ee_pos"])
+        steps = min(steps, path.step_budget(obs["ee_pos"]))
     cols: dict[str, list] = defaultdict(list)
     success = False
-    for _ in range(env.max_steps):
-        action = env.expert_action()
+    for _ in range(steps):
+        action = env.expert_action() if path is None else path.action(obs["ee_pos"])
         cols["observation.image"].append(encode_png(obs["rgb"]))
         cols["observation.depth"].append(encode_depth(obs["depth"]))
         cols["observation.state"].append(obs["state"])
@@ -96,10 +110,14 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
         cols["observation.privileged"].append(obs["privileged"]["full_state"])
         cols["action"].append(action)
         obs, success, done = env.step(action)
+        if path is not None:  # the task's own success is beside the point here
+            success = path.update(obs["ee_pos"])
+            done = success or path.stuck or env.elapsed_steps >= steps
         cols["next.success"].append(success)
         if done:
             break
-    result = {"task": task, "seed": int(seed), "success": bool(success), "length": len(cols["action"])}
+    result = {"task": task, "seed": int(seed), "expert": expert, "success": bool(success),
+              "length": len(cols["action"])}
     if success:
         result["columns"] = {
             k: v if k in IMAGE_COLUMNS or k == "next.success" else np.stack(v).astype(np.float32)
@@ -124,6 +142,7 @@ def _existing_episodes(root: Path) -> list[dict]:
                 "episode_index": int(kv["reasonact.episode_index"]),
                 "task": kv["reasonact.task"],
                 "seed": int(kv["reasonact.seed"]),
+                "expert": kv.get("reasonact.expert", "task"),
                 "length": meta.num_rows,
                 "file": str(f.relative_to(root)),
             }
@@ -147,12 +166,12 @@ def _read_failures(root: Path) -> list[dict]:
     return out
 
 
-def _append_failure(root: Path, task: str, seed: int) -> None:
+def _append_failure(root: Path, task: str, seed: int, expert: str) -> None:
     import json
 
     path = root / "meta" / "failures.jsonl"
     with open(path, "a") as f:
-        f.write(json.dumps({"task": task, "seed": seed}) + "\n")
+        f.write(json.dumps({"task": task, "seed": seed, "expert": expert}) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
@@ -165,6 +184,7 @@ def _write_episode(root: Path, result: dict, episode_index: int, first_index: in
         {
             "reasonact.task": result["task"],
             "reasonact.seed": str(result["seed"]),
+            "reasonact.expert": result["expert"],
             "reasonact.episode_index": str(episode_index),
         }
     )
@@ -227,13 +247,18 @@ def collect(
     state_mode: str = "goal",
     workers: int | None = None,
     seed: int = 0,
+    expert: str = "task",
     progress: bool = True,
 ) -> CollectSummary:
-    """Collect (or resume, or extend) a dataset of successful scripted-expert episodes."""
+    """Collect (or resume, or extend) a dataset of successful episodes: ``episodes_per_task`` of the
+    given ``expert`` per task -- ``"task"``: the task's scripted expert; ``"path"``: random paths through
+    the task's scene (:mod:`reasonact.envs.paths`), which teach steering."""
     from ..envs.metaworld import resolve_tasks, validate_render_args
 
     task_list = resolve_tasks(suite, tasks)
     validate_render_args(resolution, camera, state_mode)
+    if expert not in EXPERTS:
+        raise ValueError(f"unknown expert {expert!r}; choose from {', '.join(EXPERTS)}")
     if not isinstance(episodes_per_task, int) or episodes_per_task < 1:
         raise ValueError(f"episodes_per_task must be a positive integer, got {episodes_per_task!r}")
     if not isinstance(seed, int) or seed < 0:
@@ -257,13 +282,13 @@ def collect(
     failures = _read_failures(root)
     tried: dict[str, set[int]] = defaultdict(set)
     have: dict[str, int] = defaultdict(int)
-    for e in existing:
+    for e in existing:  # every layout is used once, by either expert; counts are of this expert's
         tried[e["task"]].add(e["seed"])
-        have[e["task"]] += 1
+        have[e["task"]] += e["expert"] == expert
     n_failed: dict[str, int] = defaultdict(int)
     for f in failures:
         tried[f["task"]].add(f["seed"])
-        n_failed[f["task"]] += 1
+        n_failed[f["task"]] += f.get("expert", "task") == expert
 
     def seed_stream(task: str):
         s = seed
@@ -274,14 +299,15 @@ def collect(
             s += 1
 
     streams = {t: seed_stream(t) for t in task_list}
-    need = {t: max(0, episodes_per_task - have[t]) for t in task_list}
+    # A task this expert already failed too often on (an earlier run gave up on it) is not retried.
+    gave_up = [t for t in task_list if n_failed[t] >= MAX_FAILURES_PER_TASK and have[t] < episodes_per_task]
+    need = {t: 0 if t in gave_up else max(0, episodes_per_task - have[t]) for t in task_list}
     jobs = [(t, next(streams[t])) for t in task_list for _ in range(need[t])]
     total_needed = sum(need.values())
     next_episode = (existing[-1]["episode_index"] + 1) if existing else 0
     next_frame = sum(e["length"] for e in existing)
     task_index = {t: i for i, t in enumerate(all_tasks)}
     new_failures: dict[str, int] = defaultdict(int)
-    gave_up: list[str] = []
     new_episodes = 0
     t0 = time.time()
 
@@ -301,7 +327,7 @@ def collect(
             have[task] += 1
             bar.update(1)
             return None
-        _append_failure(root, task, result["seed"])
+        _append_failure(root, task, result["seed"], expert)
         new_failures[task] += 1
         n_failed[task] += 1
         bar.set_postfix(failures=sum(new_failures.values()))
@@ -311,12 +337,14 @@ def collect(
             return None
         return task, next(streams[task])
 
-    args = (resolution, camera, state_mode)
+    args = (resolution, camera, state_mode, expert)
     try:
         if workers == 1 or total_needed <= 1:
             queue = list(jobs)
             while queue:
                 task, s = queue.pop(0)
+                if task in gave_up:
+                    continue
                 replacement = handle(run_expert_episode(task, s, *args))
                 if replacement:
                     queue.append(replacement)
@@ -324,11 +352,14 @@ def collect(
             ctx = mp.get_context("spawn")
             with cf.ProcessPoolExecutor(max_workers=min(workers, total_needed), mp_context=ctx,
                                         initializer=_worker_init) as pool:
-                pending = {pool.submit(run_expert_episode, t, s, *args) for t, s in jobs}
+                task_of = {pool.submit(run_expert_episode, t, s, *args): t for t, s in jobs}
+                pending = set(task_of)
                 try:
                     while pending:
                         done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                         for fut in done:
+                            if fut.cancelled():
+                                continue
                             try:
                                 result = fut.result()
                             except cf.process.BrokenProcessPool as e:
@@ -338,7 +369,13 @@ def collect(
                                 ) from e
                             replacement = handle(result)
                             if replacement:
-                                pending.add(pool.submit(run_expert_episode, *replacement, *args))
+                                new = pool.submit(run_expert_episode, *replacement, *args)
+                                task_of[new] = replacement[0]
+                                pending.add(new)
+                            elif result["task"] in gave_up:  # drop its queued jobs
+                                for f in pending:
+                                    if task_of[f] == result["task"]:
+                                        f.cancel()
                 except BaseException:
                     for fut in pending:
                         fut.cancel()
@@ -357,6 +394,7 @@ def collect(
         frames=frames,
         seconds=time.time() - t0,
         gave_up=gave_up,
+        expert=expert,
     )
 
 
@@ -384,7 +422,7 @@ def finalize(root: Path) -> int:
         first += e["length"]
     write_parquet_atomic(
         pa.Table.from_pylist(episodes, schema=pa.schema([
-            ("episode_index", pa.int64()), ("task", pa.string()), ("seed", pa.int64()),
+            ("episode_index", pa.int64()), ("task", pa.string()), ("seed", pa.int64()), ("expert", pa.string()),
             ("length", pa.int64()), ("file", pa.string()), ("first_index", pa.int64())])),
         root / "meta" / "episodes.parquet",
     )
@@ -417,6 +455,7 @@ def finalize(root: Path) -> int:
     info.update(
         complete=bool(files),
         total_episodes=len(episodes),
+        experts={x: sum(e["expert"] == x for e in episodes) for x in EXPERTS},
         total_frames=first,
         total_tasks=len(tasks),
         fps=FPS,

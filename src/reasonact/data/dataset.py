@@ -44,6 +44,8 @@ class ReasonactDataset:
             raise DatasetError(f"dataset at {self.root} has no meta/stats.json; re-run `reasonact collect` on it")
         self.stats: dict[str, dict[str, list[float]]] = read_json(stats_path)
         self.episodes: list[dict] = pq.read_table(self.root / "meta" / "episodes.parquet").to_pylist()
+        for e in self.episodes:
+            e.setdefault("expert", "task")  # datasets written before random-path episodes existed
         self.tasks: list[dict] = pq.read_table(self.root / "meta" / "tasks.parquet").to_pylist()
         self.task_names = [t["task"] for t in self.tasks]
         self.trace_points = int(trace_points)
@@ -73,6 +75,10 @@ class ReasonactDataset:
         self.episode_row = rows
         self.episode_start = starts[rows] if n else rows
         self.episode_end = (starts + lengths)[rows] if n else rows
+        # Frames of random-path episodes (``collect --expert path``): where they go is known only from the
+        # trace, so they are trained with the trace given, never asked to predict it.
+        path_episode = np.array([e["expert"] == "path" for e in self.episodes], bool)
+        self.path_frames = path_episode[rows] if n else np.zeros(0, bool)
         self.traces = self._compute_traces()
         self._rationales: list[str | None] | None = None
         rationale_file = self.root / "meta" / "rationales.parquet"

@@ -105,6 +105,10 @@ class BatchSource:
         act = tok.action.encode(chunks).reshape(len(self.indices), -1) + tok.vocab.offset("action")
         self.actions = torch.from_numpy(act).to(dev)
         self.traces = torch.from_numpy(ds.traces[self.indices]).float().to(dev)  # (n, P, 2) dataset pixels
+        self.path = torch.from_numpy(ds.path_frames[self.indices]).to(dev)  # always steered
+        if self.path.any() and steer_prob <= 0:
+            raise ValueError("random-path frames are trained only with the trace given; pass steer_prob > 0 "
+                             "or leave them out of the indices")
         self.task = torch.from_numpy(ds.task_index[self.indices]).long().to(dev)
         # Instruction phrasings per task: the canonical one first, then the seen paraphrases.
         phrasings = [[t["instruction"], *t["paraphrases"]] for t in ds.tasks]
@@ -166,7 +170,7 @@ class BatchSource:
         state = self.states[rows]
         steered = None
         if self.steer_prob > 0:
-            steered = rnd(B) < self.steer_prob
+            steered = (rnd(B) < self.steer_prob) | self.path[rows]
             state = hide_task_state(state, steered)
         return {
             "images": images,

@@ -1,0 +1,92 @@
+"""Random-path demonstrations: the end effector visits random waypoints, whatever the task's scene shows.
+
+In a task's own demonstrations the trace (where the gripper will go) can be read from the scene, so a
+model trained on them has no reason to look at a trace it is given: steered, it ignores the trace and does
+the task. In a random-path episode nothing in the image or the state says where the gripper goes next;
+only the trace does. Trained with the trace given (``reasonact collect --expert path``, then
+``reasonact train --steer-prob P``), these episodes teach a policy to follow a drawn path.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+# Meta-World's reachable space over the table (world metres), a little inside the mocap limits.
+WORKSPACE = (np.array([-0.3, 0.4, 0.08]), np.array([0.3, 0.9, 0.3]))
+
+
+class PathExpert:
+    """Moves the end effector through ``waypoints`` with a proportional controller (xyz-delta actions).
+
+    Per step: ``action(ee)``, step the simulator, ``update(ee)``; ``done`` once the last waypoint is
+    reached, ``stuck`` when the arm has not come closer to the next one for ``patience`` steps (it ran
+    into the scene: a door, a window frame)."""
+
+    def __init__(self, waypoints: np.ndarray, *, gain: float = 10.0, tolerance: float = 0.02,
+                 gripper: float = -1.0, patience: int = 15):
+        self.waypoints = np.asarray(waypoints, np.float64).reshape(-1, 3)
+        if len(self.waypoints) == 0:
+            raise ValueError("a path needs at least one waypoint")
+        self.gain, self.tolerance, self.gripper, self.patience = gain, tolerance, gripper, patience
+        self.next = 0  # index of the waypoint being approached
+        self._best, self._idle = np.inf, 0  # closest approach to it so far; steps without coming closer
+
+    @classmethod
+    def random(cls, seed: int | Sequence[int], start: np.ndarray, *, n: tuple[int, int] = (2, 4),
+               min_leg: float = 0.1, planar: bool = True, low: np.ndarray = WORKSPACE[0],
+               high: np.ndarray = WORKSPACE[1], **kw) -> PathExpert:
+        """``n[0]..n[1]`` waypoints drawn uniformly in the workspace, each at least ``min_leg`` metres
+        from the one before (the first from ``start``), reproducibly from ``seed`` (an int or ints).
+
+        ``planar`` keeps every waypoint at the starting height: a 2D trace then says exactly where to go
+        (a point in the image and a height make a point in space), where a path through random heights
+        leaves the motion along the camera's rays to chance."""
+        rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), 0x9A7])
+        points, here = [], np.asarray(start, np.float64)
+        low, high = np.array(low, np.float64), np.array(high, np.float64)
+        if planar:
+            low[2] = high[2] = np.clip(here[2], low[2], high[2])
+        for _ in range(int(rng.integers(n[0], n[1] + 1))):
+            p = rng.uniform(low, high)
+            while np.linalg.norm(p - here) < min_leg:
+                p = rng.uniform(low, high)
+            points.append(p)
+            here = p
+        return cls(np.array(points), **kw)
+
+    @classmethod
+    def for_episode(cls, task: str, seed: int, start: np.ndarray, **kw) -> PathExpert:
+        """The random path of layout ``seed`` of ``task`` (what ``collect --expert path`` follows)."""
+        return cls.random([int(seed), zlib.crc32(task.encode())], start, **kw)
+
+    def step_budget(self, start: np.ndarray) -> int:
+        """Steps after which an unfinished path counts as failed (the arm is stuck on something): twice
+        what the legs take at full speed (1 cm per step) plus the slow approach to each waypoint."""
+        legs = np.linalg.norm(np.diff(np.vstack([start, self.waypoints]), axis=0), axis=1)
+        return int(2 * (legs.sum() / 0.01 + 20 * len(self.waypoints)))
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.waypoints)
+
+    @property
+    def stuck(self) -> bool:
+        return self._idle >= self.patience
+
+    def update(self, ee_pos: np.ndarray) -> bool:
+        """After a step: pass every waypoint now within reach; True once the last one has been reached."""
+        while not self.done and np.linalg.norm(self.waypoints[self.next] - ee_pos) < self.tolerance:
+            self.next += 1
+            self._best, self._idle = np.inf, 0
+        if not self.done:
+            d = float(np.linalg.norm(self.waypoints[self.next] - ee_pos))
+            self._best, self._idle = (d, 0) if d < self._best - 1e-3 else (self._best, self._idle + 1)
+        return self.done
+
+    def action(self, ee_pos: np.ndarray) -> np.ndarray:
+        """The action toward the next waypoint from ``ee_pos`` (zero motion once the path is done)."""
+        delta = np.zeros(3) if self.done else self.waypoints[self.next] - np.asarray(ee_pos, np.float64)
+        return np.append(np.clip(self.gain * delta, -1.0, 1.0), self.gripper).astype(np.float32)
