@@ -133,37 +133,37 @@ def open_loop(a) -> None:
         if np.linalg.norm(motion) > 1e-3 and np.linalg.norm(direction) > 1e-3:
             cos.setdefault(key, []).append(float(motion @ direction / np.linalg.norm(motion) / np.linalg.norm(direction)))
 
+    def towards(o, world):  # image-plane displacement from the gripper now to a world point
+        K, E = o["camera_intrinsics"], o["camera_extrinsics"]
+        return project(world, K, E) - project(o["ee_pos"], K, E)
+
+    def predicted(o, trace):  # where the predicted chunk takes the gripper, in the image
+        return towards(o, o["ee_pos"] + policy.predict(o, trace=trace).actions[:, :3].sum(0) * step_m)
+
+    def demonstrated(i):  # where the demonstration was H steps on, in the image
+        return towards(ds[int(i)], ds.ee_pos[min(i + H, ds.episode_end[i] - 1)])
+
     frames = np.nonzero(~ds.path_frames)[0]  # the task's demonstrations, not random paths
     for i in rng.choice(frames, min(a.open_loop, len(frames)), replace=False):
         o = ds[int(i)]
-        K, E = o["camera_intrinsics"], o["camera_extrinsics"]
-        here = project(o["ee_pos"], K, E)
+        here = project(o["ee_pos"], o["camera_intrinsics"], o["camera_extrinsics"])
         ang = rng.uniform(0, 2 * np.pi)
         want = 12 * np.array([np.cos(ang), np.sin(ang)])
         recorded = o["trace"][1] - o["trace"][0]  # where the demonstration's own trace heads
-        moved = {}
-        for name, trace in (("policy given the random trace", np.linspace(here, here + want, 5)),
-                            ("policy, no trace", None)):
-            chunk = policy.predict(o, trace=trace).actions
-            moved[name] = project(o["ee_pos"] + chunk[:, :3].sum(0) * step_m, K, E) - here
-        later = ds.ee_pos[min(i + H, ds.episode_end[i] - 1)]  # where the demonstration was H steps on
-        add(("policy given the random trace", "random trace"), moved["policy given the random trace"], want)
-        add(("policy, no trace", "random trace"), moved["policy, no trace"], want)
-        add(("policy, no trace", "recorded trace"), moved["policy, no trace"], recorded)
-        add(("demonstration", "recorded trace"), project(later, K, E) - here, recorded)
+        own = predicted(o, None)
+        add(("policy given the random trace", "random trace"), predicted(o, np.linspace(here, here + want, 5)), want)
+        add(("policy, no trace", "random trace"), own, want)
+        add(("policy, no trace", "recorded trace"), own, recorded)
+        add(("demonstration", "recorded trace"), demonstrated(i), recorded)
     # Random-path frames (collect --expert path), if any: there the trace alone says where to go.
     paths = np.nonzero(ds.path_frames)[0]
+    against = "recorded trace, random-path frames"
     for i in rng.choice(paths, min(a.open_loop, len(paths)), replace=False):
         o = ds[int(i)]
-        K, E = o["camera_intrinsics"], o["camera_extrinsics"]
-        here = project(o["ee_pos"], K, E)
         recorded = o["trace"][1] - o["trace"][0]
-        for name, trace in (("policy given the recorded trace", o["trace"]), ("policy, no trace", None)):
-            chunk = policy.predict(o, trace=trace).actions
-            add((name, "recorded trace, random-path frames"),
-                project(o["ee_pos"] + chunk[:, :3].sum(0) * step_m, K, E) - here, recorded)
-        later = ds.ee_pos[min(i + H, ds.episode_end[i] - 1)]
-        add(("demonstration", "recorded trace, random-path frames"), project(later, K, E) - here, recorded)
+        add(("policy given the recorded trace", against), predicted(o, o["trace"]), recorded)
+        add(("policy, no trace", against), predicted(o, None), recorded)
+        add(("demonstration", against), demonstrated(i), recorded)
     rows = [{"motion": m, "against": d, "frames": len(v), "mean_cosine": float(np.mean(v))} for (m, d), v in cos.items()]
     report("steering_open_loop", rows, ["motion", "against", "frames", "mean_cosine"],
            extra={"checkpoint": a.checkpoint, "note": f"image-plane motion over {H} steps; recorded trace: "
