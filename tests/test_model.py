@@ -12,9 +12,10 @@ from reasonact.tokenizers import Vocab
 VOCAB = Vocab(text=300)
 
 
-def make_model(decoder: str, mode: str = "depth+trace", seed: int = 0) -> ActionReasoningModel:
+def make_model(decoder: str, mode: str = "depth+trace", seed: int = 0, **options) -> ActionReasoningModel:
     torch.manual_seed(seed)
-    cfg = Config(model_config("debug"), SequenceConfig(mode=mode, decoder=decoder, depth_tokens=4, trace_points=2, horizon=2))
+    seq = SequenceConfig(mode=mode, decoder=decoder, depth_tokens=4, trace_points=2, horizon=2)
+    cfg = Config(model_config("debug", **options), seq)
     return ActionReasoningModel(cfg, VOCAB).eval()
 
 
@@ -87,14 +88,14 @@ def test_kv_cached_ar_decoding_matches_a_full_forward_pass():
     px, pvalid = model.prefix(img, instr, st)
     full = prefix_span(px.shape[1]).cat(span)
     with torch.no_grad():
-        h_full = model.run(torch.cat([px, model.tok_emb(ids)], 1), full,
+        h_full = model.run(torch.cat([px, model.embed(ids)], 1), full,
                            torch.cat([pvalid, torch.ones_like(ids, dtype=torch.bool)], 1))
         cache = KVCache(len(model.layers))
         h_pre = model.run(px, prefix_span(px.shape[1]), pvalid, cache, append=px.shape[1])
         steps = [h_pre]
         for j in range(ids.shape[1]):  # one token at a time
             one = Span(span.role[j: j + 1], span.block[j: j + 1], span.pos[j: j + 1])
-            steps.append(model.run(model.tok_emb(ids[:, j: j + 1]), one, torch.ones(2, 1, dtype=torch.bool), cache, append=1))
+            steps.append(model.run(model.embed(ids[:, j: j + 1]), one, torch.ones(2, 1, dtype=torch.bool), cache, append=1))
     h_inc = torch.cat(steps, 1)
     torch.testing.assert_close(model.logits(h_inc), model.logits(h_full), atol=1e-5, rtol=1e-5)
 
@@ -107,23 +108,23 @@ def test_kv_cached_diffusion_round_matches_the_training_layout():
     ids, span, plan = model.training_inputs(targets, None, g)
     px, pvalid = model.prefix(img, instr, st)
     with torch.no_grad():
-        h_full = model.run(torch.cat([px, model.tok_emb(ids)], 1), prefix_span(px.shape[1]).cat(span),
+        h_full = model.run(torch.cat([px, model.embed(ids)], 1), prefix_span(px.shape[1]).cat(span),
                            torch.cat([pvalid, torch.ones_like(ids, dtype=torch.bool)], 1))[:, px.shape[1]:]
         # Cached: prefix + <depth>, then clean depth + <trace>, then clean trace + <act>, then the noisy act block.
         Lp = px.shape[1]
         cache = KVCache(len(model.layers))
         sl = {b: s for b, s in zip(model.cfg.sequence.blocks, [p[1] for p in plan])}
         marker_at = [i for i, r in enumerate(span.role.tolist()) if r == MARKER]
-        model.run(torch.cat([px, model.tok_emb(ids[:, marker_at[0]: marker_at[0] + 1])], 1),
+        model.run(torch.cat([px, model.embed(ids[:, marker_at[0]: marker_at[0] + 1])], 1),
                   prefix_span(Lp).cat(Span(span.role[:1], span.block[:1], span.pos[:1])),
                   torch.cat([pvalid, torch.ones(2, 1, dtype=torch.bool)], 1), cache, append=Lp + 1)
         for b in range(2):  # clean block b and the next marker
             lo, hi = marker_at[b] + 1, marker_at[b + 1] + 1
             part = Span(span.role[lo:hi], span.block[lo:hi], span.pos[lo:hi])
-            model.run(model.tok_emb(ids[:, lo:hi]), part, torch.ones(2, hi - lo, dtype=torch.bool), cache, append=hi - lo)
+            model.run(model.embed(ids[:, lo:hi]), part, torch.ones(2, hi - lo, dtype=torch.bool), cache, append=hi - lo)
         act = sl["act"]
         noisy = Span(span.role[act], span.block[act], span.pos[act])
-        h_act = model.run(model.tok_emb(ids[:, act]), noisy, torch.ones(2, len(noisy), dtype=torch.bool), cache)
+        h_act = model.run(model.embed(ids[:, act]), noisy, torch.ones(2, len(noisy), dtype=torch.bool), cache)
     torch.testing.assert_close(h_act, h_full[:, act], atol=1e-5, rtol=1e-5)
 
 
@@ -205,3 +206,31 @@ def test_schedule_commits_easy_first_and_remasks_doubtful_tokens():
     tokens, committed, st = diffusion_step(probs2, tokens, committed, 4, 4, temperature=1.0)
     assert committed.all() and st["remasked"] == 0
     assert tokens[0].tolist() == [1, 0, 1, 2]
+
+
+def test_coordinate_tokens_carry_their_value_and_old_weights_load_with_it_off(tmp_path):
+    from safetensors.torch import save_file
+
+    from reasonact.policy import load_weights
+
+    model = make_model("diffusion", "trace")
+    lo, hi = VOCAB.block_range("trace")
+    other = torch.tensor([[VOCAB.offset("action"), VOCAB.offset("text"), VOCAB.mask]])
+    coords = torch.tensor([[lo, lo + 1, lo + 128, hi - 1]])
+    assert torch.equal(model.embed(coords), model.tok_emb(coords))  # the projection starts at zero
+    torch.nn.init.normal_(model.coord_emb.proj.weight)
+    assert torch.equal(model.embed(other), model.tok_emb(other))  # only coordinate bins get features
+    f = model.coord_emb(coords)[0]
+    assert (f[0] - f[1]).norm() < (f[0] - f[2]).norm()  # neighbouring bins start out alike
+    # weights saved before coordinate features existed load, with the features off
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("coord_emb") and k != "head.weight"}
+    save_file(state, str(tmp_path / "old.safetensors"))
+    fresh = make_model("diffusion", "trace", seed=1)
+    torch.nn.init.normal_(fresh.coord_emb.proj.weight)
+    load_weights(fresh, tmp_path / "old.safetensors")
+    assert torch.equal(fresh.tok_emb.weight, model.tok_emb.weight)
+    assert not fresh.coord_emb.proj.weight.any()
+    # the ablation: without features a coordinate bin is its learnt embedding alone
+    plain = make_model("diffusion", "trace", coord_features=False)
+    assert not any(k.startswith("coord_emb") for k in plain.state_dict())
+    assert torch.equal(plain.embed(coords), plain.tok_emb(coords))

@@ -30,8 +30,12 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     from safetensors.torch import load_file
 
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
-    if unexpected or set(missing) - {"head.weight"}:
+    # head.weight is tied to the embedding; weights saved before coordinate features existed load with
+    # those features off (their projection is set to zero).
+    if unexpected or set(missing) - {"head.weight", "coord_emb.proj.weight"}:
         raise ValueError(f"weights at {path} do not fit the model (missing {missing}, unexpected {unexpected})")
+    if "coord_emb.proj.weight" in missing and model.coord_emb is not None:
+        torch.nn.init.zeros_(model.coord_emb.proj.weight)
 
 
 class Policy:

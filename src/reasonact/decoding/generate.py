@@ -70,12 +70,12 @@ def generate(
     stats = {"remasked": 0}
     for b, block in enumerate(seq.blocks):
         (mpos, tpos), L = places[b], seq.block_length(block)
-        pending.add(model.tok_emb(torch.full((B, 1), vocab.marker(block), device=device)),
+        pending.add(model.embed(torch.full((B, 1), vocab.marker(block), device=device)),
                     Span.make([MARKER], [b], [mpos], device))
         if block in given:
             toks = given[block].to(device)
             out[block] = toks
-            pending.add(model.tok_emb(toks), Span.make([CLEAN] * L, [b] * L, list(range(tpos, tpos + L)), device))
+            pending.add(model.embed(toks), Span.make([CLEAN] * L, [b] * L, list(range(tpos, tpos + L)), device))
             continue
         lo, hi = vocab.block_range(block)
         if model.causal:
@@ -85,7 +85,7 @@ def generate(
                 nfe += 1
                 tok = model.logits(h[:, -1], lo, hi).argmax(-1) + lo  # (B,)
                 toks.append(tok)
-                pending = _Pending(model.tok_emb(tok[:, None]), Span.make([CLEAN], [b], [tpos + j], device),
+                pending = _Pending(model.embed(tok[:, None]), Span.make([CLEAN], [b], [tpos + j], device),
                                    torch.ones(B, 1, dtype=torch.bool, device=device))
             out[block] = torch.stack(toks, 1)
             continue
@@ -95,7 +95,7 @@ def generate(
         ones = torch.ones(B, L, dtype=torch.bool, device=device)
         for t in range(1, steps + 1):
             ids = torch.where(committed, local + lo, torch.full_like(local, vocab.mask))
-            x = model.tok_emb(ids)
+            x = model.embed(ids)
             if t == 1:  # also encodes the pending tokens (prefix or the previous block) into the cache
                 h = model.run(torch.cat([pending.x, x], 1), pending.span.cat(span),
                               torch.cat([pending.valid, ones], 1), cache, append=len(pending))[:, -L:]
@@ -108,5 +108,5 @@ def generate(
             stats["remasked"] += st["remasked"]
         toks = local + lo
         out[block] = toks
-        pending = _Pending(model.tok_emb(toks), Span.make([CLEAN] * L, [b] * L, list(range(tpos, tpos + L)), device), ones)
+        pending = _Pending(model.embed(toks), Span.make([CLEAN] * L, [b] * L, list(range(tpos, tpos + L)), device), ones)
     return GenerationResult(out, nfe, stats)

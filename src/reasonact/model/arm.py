@@ -25,6 +25,7 @@ class ActionReasoningModel(nn.Module):
         d = m.d_model
         self.vision = VisionEncoder(m)
         self.tok_emb = nn.Embedding(vocab.size, d)
+        self.coord_emb = CoordinateFeatures(vocab.offset("coord"), vocab.coord, d) if m.coord_features else None
         self.state_proj = nn.Sequential(nn.Linear(s.state_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.layers = nn.ModuleList(Block(d, m.n_heads, m.mlp_hidden, m.dropout) for _ in range(m.n_layers))
         self.norm = RMSNorm(d)
@@ -34,6 +35,8 @@ class ActionReasoningModel(nn.Module):
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith(("attn.proj.weight", "mlp.down.weight")):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * m.n_layers))
+        if self.coord_emb is not None:
+            nn.init.zeros_(self.coord_emb.proj.weight)
 
     @staticmethod
     def _init(mod: nn.Module) -> None:
@@ -43,6 +46,13 @@ class ActionReasoningModel(nn.Module):
                 nn.init.zeros_(mod.bias)
         elif isinstance(mod, nn.Embedding):
             nn.init.normal_(mod.weight, std=0.02)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, L) -> input embeddings (B, L, d): the token's own embedding, plus for coordinate
+        bins a learnt projection of Fourier features of the bin's value, so that a trace's geometry (where
+        the gripper is, which way the path goes) need not be learnt bin by bin."""
+        x = self.tok_emb(ids)
+        return x if self.coord_emb is None else x + self.coord_emb(ids)
 
     @property
     def n_prefix(self) -> int:
@@ -62,7 +72,7 @@ class ActionReasoningModel(nn.Module):
         -> embeddings (B, Lp, d) and key validity (B, Lp) (instruction padding is invalid)."""
         B = images.shape[0]
         img = self.vision(images)
-        txt = self.tok_emb(instr)
+        txt = self.embed(instr)
         st = self.state_proj(state.to(img.dtype))[:, None]
         valid = torch.cat([torch.ones(B, img.shape[1], dtype=torch.bool, device=images.device),
                            instr != self.vocab.pad,
@@ -157,7 +167,7 @@ class ActionReasoningModel(nn.Module):
         loss = L_act + lambda_reason * mean(L_reasoning blocks)."""
         ids, span, plan = self.training_inputs(targets, steered, generator)
         px, pvalid = self.prefix(images, instr, state)
-        x = torch.cat([px, self.tok_emb(ids)], 1)
+        x = torch.cat([px, self.embed(ids)], 1)
         full = prefix_span(px.shape[1], ids.device).cat(span)
         valid = torch.cat([pvalid, torch.ones_like(ids, dtype=torch.bool)], 1)
         h = self.run(x, full, valid)[:, px.shape[1]:]
@@ -185,6 +195,25 @@ class ActionReasoningModel(nn.Module):
             total = total + lambda_reason * torch.stack(reason_losses).mean()
         metrics["loss"] = float(total.detach())
         return total, metrics
+
+
+class CoordinateFeatures(nn.Module):
+    """Fourier features of a coordinate bin's value in [0, 1], projected to the model width; zero for
+    every other token. The projection starts at zero, so it adds nothing until training uses it."""
+
+    def __init__(self, first: int, bins: int, d: int, n_freq: int = 8):
+        super().__init__()
+        self.first, self.bins = first, bins
+        self.register_buffer("freq", math.pi * 2.0 ** torch.arange(n_freq, dtype=torch.float32), persistent=False)
+        self.proj = nn.Linear(2 * n_freq, d, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        k = ids - self.first
+        inside = ((k >= 0) & (k < self.bins)).unsqueeze(-1)
+        u = (k.clamp(0, self.bins - 1).float() + 0.5) / self.bins
+        ang = u.unsqueeze(-1) * self.freq
+        f = torch.cat([ang.sin(), ang.cos()], -1).to(self.proj.weight.dtype)
+        return self.proj(f) * inside
 
 
 def _soft_bin_ce(logits: torch.Tensor, target: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -43,6 +43,7 @@ class ModelConfig:
     mlp_hidden: int = 512  # SwiGLU hidden width
     dropout: float = 0.0
     rope_base: float = 10000.0
+    coord_features: bool = True  # coordinate bins also embed Fourier features of their value (see arm.py)
 
     def __post_init__(self):
         if self.image_size % self.patch_size:

@@ -51,7 +51,7 @@ def action_attention(policy, obs: dict, instruction: str | None = None, *, predi
         ids += [vocab.marker(name)] + toks.tolist()
     ids_t = torch.tensor(ids, device=dev)[None]
     span = prefix_span(Lp, dev).cat(Span.make(role, block, pos, dev))
-    x = torch.cat([px, model.tok_emb(ids_t)], 1)
+    x = torch.cat([px, model.embed(ids_t)], 1)
     valid = torch.cat([pvalid, torch.ones_like(ids_t, dtype=torch.bool)], 1)
     with model.capture_attention() as maps:
         model.run(x, span, valid)
