@@ -39,8 +39,9 @@ def make_batch(target: str, B: int, cfg, vocab, g: torch.Generator):
     heading = torch.stack([ang.cos(), ang.sin()], -1)
     length = (torch.rand(B, 1, generator=g) * 0.6 + 0.3) * S
     pts = here[:, None] + heading[:, None] * (length * torch.linspace(0, 1, n))[..., None]
-    bins = 256
-    trace = (pts * bins / S).floor().clamp(0, bins - 1).long().reshape(B, -1) + vocab.offset("coord")
+    from reasonact.tokenizers import TraceTokenizer
+
+    trace = torch.from_numpy(TraceTokenizer(S, S, n, vocab.coord).encode(pts.numpy())) + vocab.offset("coord")
     if target == "position":
         xy = (here / S - 0.5) / 0.3
     else:
