@@ -4,9 +4,11 @@ For held-out layouts of each task, the policy first runs on its own. It is then 
 another layout's demonstration (the expert's end-effector path in that episode, projected into the image):
 of the task's demonstrations, the one farthest from the path the policy took on its own, so that following
 it means doing something else. At every chunk the policy follows the part of that path still ahead of the
-gripper. We measure how far the executed end-effector path (projected) stays from the given path, in
-pixels, steered and unsteered: if steering works, the steered gripper stays much closer to the given path
-than the policy's own behaviour does.
+gripper (:class:`reasonact.steering.PathTracker`). We measure how far the executed end-effector path
+(projected) stays from the given path, in pixels, steered and unsteered: if steering works, the steered
+gripper stays much closer to the given path than the policy's own behaviour does. A third run sets the bar:
+a controller that tracks the donor's path in 3D (of which the trace is the image); its distance says how
+closely the path can be followed in this layout at all (the scene might block the arm).
 
     python benchmarks/steering.py --checkpoint RUN --data DIR [--tasks reach-v3,...] [--episodes 10]
 
@@ -32,6 +34,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
 
+class PathFollower:
+    """A perfect follower for reference: its "trace" is the remaining path in world metres, and it moves the
+    end effector toward the point ``lookahead`` metres along it, one step at a time (run it with
+    ``execute=1``), gripper open."""
+
+    def __init__(self, policy, lookahead: float = 0.02, gain: float = 10.0):
+        self.meta, self.resolution = policy.meta, policy.resolution
+        self.lookahead, self.gain = lookahead, gain
+
+    def predict_batch(self, observations, texts=None, traces=None, steps=None):
+        from reasonact.policy import Prediction
+        from reasonact.steering import point_along
+
+        out = []
+        for o, path in zip(observations, traces):
+            move = self.gain * (point_along(path, self.lookahead) - o["ee_pos"])
+            action = np.append(np.clip(move, -1.0, 1.0), -1.0).astype(np.float32)[None]
+            out.append(Prediction(action, None, None, None, nfe=0, latency_ms=0.0))
+        return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--checkpoint", required=True)
@@ -49,7 +72,7 @@ def main() -> None:
     from reasonact.envs import project
     from reasonact.evaluation import Episode, held_out_seeds, rollout
     from reasonact.policy import load_policy
-    from reasonact.steering import distance_to_path, remaining_path
+    from reasonact.steering import PathTracker, distance_to_path
 
     policy = load_policy(a.checkpoint)
     if "trace" not in policy.blocks:
@@ -59,13 +82,16 @@ def main() -> None:
     tasks = a.tasks.split(",") if a.tasks else policy.tasks
     used = {t: set(v) for t, v in policy.meta["data"]["seeds"].items()}
 
-    def demo_paths(task: str) -> list[np.ndarray]:
+    def demo_paths(task: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The task's demonstrations (not random paths): (image path in pixels, world path in metres)."""
         out = []
         for i, e in enumerate(ds.episodes):
-            if e["task"] == task and e["expert"] == "task":  # the task's demonstrations, not random paths
+            if e["task"] == task and e["expert"] == "task":
                 frames = np.array(ds.episode_frames(i))
-                out.append(project(ds.ee_pos[frames], ds.intrinsics[frames[0]], ds.extrinsics[frames[0]]))
-        return [p.astype(np.float32) for p in out]
+                world = ds.ee_pos[frames]
+                out.append((project(world, ds.intrinsics[frames[0]], ds.extrinsics[frames[0]]).astype(np.float32),
+                            world.astype(np.float32)))
+        return out
 
     def own_path(ep) -> np.ndarray:
         K, E = ep.camera
@@ -77,16 +103,25 @@ def main() -> None:
 
     def steer(ep, obs):
         here = project(obs["ee_pos"], obs["camera_intrinsics"], obs["camera_extrinsics"])
-        return remaining_path(ep.info["donor"], here)
+        tracker = ep.info.setdefault("tracker", PathTracker(ep.info["donor"], tolerance=policy.resolution / 32))
+        return tracker.ahead(here)
+
+    def steer_world(ep, obs):
+        return ep.info.setdefault("tracker", PathTracker(ep.info["donor_world"], tolerance=0.01)).ahead(obs["ee_pos"])
 
     kw = dict(steps=policy.default_steps, execute=policy.horizon, workers=a.workers)
     free = rollout(policy, episodes(), **kw).episodes
     demos = {t: demo_paths(t) for t in tasks}
-    donors = {(e.task, e.seed): max(demos[e.task], key=lambda d, p=own_path(e): distance_to_path(p, d).mean())
+    donors = {(e.task, e.seed): max(demos[e.task], key=lambda d, p=own_path(e): distance_to_path(p, d[0]).mean())
               for e in free}
-    steered = rollout(policy, episodes(donors), steer=steer, **kw).episodes
+    image = {k: d[0] for k, d in donors.items()}
+    steered = rollout(policy, episodes(image), steer=steer, **kw).episodes
+    followed = episodes(image)
+    for e in followed:
+        e.info["donor_world"] = donors[(e.task, e.seed)][1]
+    followed = rollout(PathFollower(policy), followed, steer=steer_world, steps=1, execute=1, workers=a.workers).episodes
     for e in free:
-        e.info["donor"] = donors[(e.task, e.seed)]
+        e.info["donor"] = image[(e.task, e.seed)]
 
     def deviation(ep):
         px = own_path(ep)
@@ -96,25 +131,25 @@ def main() -> None:
 
     rows = []
     key = lambda e: (e.task, e.seed)  # noqa: E731
-    free_by = {key(e): e for e in free}
+    runs = {"steered": steered, "own": [{key(e): e for e in free}[key(s)] for s in steered],
+            "follower": [{key(e): e for e in followed}[key(s)] for s in steered]}
     for t in tasks:
-        s = [deviation(e) for e in steered if e.task == t]
-        f = [deviation(free_by[key(e)]) for e in steered if e.task == t]
-        rows.append({
-            "task": t, "episodes": len(s),
-            "steered_mean_px": float(np.mean([x[0] for x in s])), "steered_max_px": float(np.mean([x[1] for x in s])),
-            "steered_end_px": float(np.mean([x[2] for x in s])),
-            "own_mean_px": float(np.mean([x[0] for x in f])), "own_max_px": float(np.mean([x[1] for x in f])),
-            "own_end_px": float(np.mean([x[2] for x in f])),
-            "steered_success": float(np.mean([e.success for e in steered if e.task == t])),
-            "own_success": float(np.mean([e.success for e in free if e.task == t])),
-        })
-    report("steering", rows, ["task", "episodes", "steered_mean_px", "steered_max_px", "steered_end_px",
-                              "own_mean_px", "own_max_px", "own_end_px", "steered_success", "own_success"],
+        row = {"task": t, "episodes": sum(e.task == t for e in steered)}
+        for name, eps in runs.items():
+            d = [deviation(e) for e in eps if e.task == t]
+            row |= {f"{name}_mean_px": float(np.mean([x[0] for x in d])),
+                    f"{name}_max_px": float(np.mean([x[1] for x in d])),
+                    f"{name}_end_px": float(np.mean([x[2] for x in d]))}
+        for name in ("steered", "own"):
+            row[f"{name}_success"] = float(np.mean([e.success for e in runs[name] if e.task == t]))
+        rows.append(row)
+    report("steering", rows, ["task", "episodes", *(f"{n}_{m}_px" for n in runs for m in ("mean", "max", "end")),
+                              "steered_success", "own_success"],
            extra={"checkpoint": a.checkpoint, "resolution": policy.resolution,
                   "note": "distances in image pixels from the executed end-effector path to the given path; "
                           "max_px is the per-episode maximum averaged over episodes; end_px is the final "
-                          "gripper position's distance to the path's end"}, out=a.out)
+                          "gripper position's distance to the path's end; follower: a controller tracking "
+                          "the given path in 3D"}, out=a.out)
 
 
 def open_loop(a) -> None:

@@ -3,7 +3,7 @@ import pytest
 
 import reasonact
 from reasonact.data import load_dataset
-from reasonact.steering import distance_to_path, remaining_path
+from reasonact.steering import PathTracker, distance_to_path, point_along, remaining_path
 
 
 def test_remaining_path_starts_at_the_nearest_point_ahead():
@@ -12,6 +12,33 @@ def test_remaining_path_starts_at_the_nearest_point_ahead():
     np.testing.assert_allclose(r, [[4, 0], [10, 0], [10, 10]])
     r = remaining_path(path, np.array([12.0, 6.0]))
     np.testing.assert_allclose(r, [[10, 6], [10, 10]])
+    world = np.array([[0.0, 0.5, 0.2], [0.0, 0.7, 0.2], [0.0, 0.7, 0.0]])  # a path in metres, down at the end
+    np.testing.assert_allclose(remaining_path(world, np.array([0.01, 0.6, 0.21])), [[0, 0.6, 0.2], *world[1:]],
+                               atol=1e-6)
+
+
+def test_tracker_follows_a_path_that_comes_back_past_itself():
+    # out to a handle and back: in the image the return leg passes 1 pixel from the way out
+    path = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 1.0], [0.0, 1.0]])
+    near_start = np.array([1.0, 0.6])  # a little nearer the return leg than the way out
+    np.testing.assert_allclose(remaining_path(path, near_start), [[1, 1], [0, 1]])  # one look: skips ahead
+    tracker = PathTracker(path, tolerance=0.5)
+    np.testing.assert_allclose(tracker.ahead(near_start), [[1, 0], *path[1:]])
+    np.testing.assert_allclose(tracker.ahead([6.0, 0.2]), [[6, 0], *path[1:]])
+    np.testing.assert_allclose(tracker.ahead([10.2, 0.7]), [[10, 0.7], *path[2:]])
+    # on the way back the way out is nearer, but it is behind
+    np.testing.assert_allclose(tracker.ahead([5.0, 0.4]), [[5, 1], [0, 1]])
+    np.testing.assert_allclose(tracker.ahead([7.0, 0.4]), [[5, 1], [0, 1]])  # never backwards
+    tracker.restart()
+    np.testing.assert_allclose(tracker.ahead(near_start), [[1, 0], *path[1:]])
+
+
+def test_point_along_walks_the_legs():
+    path = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]])
+    np.testing.assert_allclose(point_along(path, 4.0), [4, 0])
+    np.testing.assert_allclose(point_along(path, 13.0), [10, 3])
+    np.testing.assert_allclose(point_along(path, 50.0), [10, 10])
+    np.testing.assert_allclose(point_along(path[:1], 5.0), [0, 0])
 
 
 def test_distance_to_path_is_point_to_segment():

@@ -2,7 +2,10 @@
 
 A person draws a path in the image (any number of points). At every prediction the policy is given the
 part of that path still ahead of the gripper -- from the point on the path nearest to where the gripper
-is now to the path's end -- resampled to the policy's N trace points.
+is now to the path's end -- resampled to the policy's N trace points. Over an episode a
+:class:`PathTracker` keeps that point moving forward only: in the image, a path that goes out to a handle
+and pulls it back, or goes down onto a button, passes close to itself, and the nearest point overall can lie
+on a later leg, which would skip the legs between.
 """
 
 from __future__ import annotations
@@ -20,13 +23,61 @@ def _project_to_segments(path: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, n
 
 
 def remaining_path(path: np.ndarray, here: np.ndarray) -> np.ndarray:
-    """The part of a polyline (M, 2) ahead of the point nearest to ``here`` (2,), starting there."""
-    path = np.asarray(path, np.float64).reshape(-1, 2)
-    if len(path) < 2:
-        return path.astype(np.float32)
-    d, _, closest = _project_to_segments(path, np.asarray(here, np.float64))
-    k = int(np.argmin(d))
-    return np.concatenate([closest[k: k + 1], path[k + 1:]]).astype(np.float32)
+    """The part of a polyline (M, D) ahead of the point nearest to ``here`` (D,), starting there (pixels in
+    the image, D = 2, or world coordinates, D = 3). For one look at a path; along an episode use
+    :class:`PathTracker`."""
+    here = np.asarray(here, np.float64).reshape(-1)
+    return PathTracker(np.asarray(path, np.float64).reshape(-1, len(here)), tolerance=0.0).ahead(here)
+
+
+class PathTracker:
+    """The part of a path still ahead of a gripper that moves along it, call after call.
+
+    Each call finds where the gripper is along the path, never behind where the last call found it, and
+    returns the path from there to its end. Walking the path ahead, the distance to the gripper dips
+    wherever the path passes it; the first such dip that comes within ``tolerance`` (path units: pixels, or
+    metres for a world path) of the nearest point is where the gripper is, so that a later leg passing close
+    by does not capture it."""
+
+    def __init__(self, path: np.ndarray, tolerance: float = 1.0):
+        path = np.asarray(path, np.float64)
+        self.path = path.reshape(len(path), -1)
+        self.tolerance = float(tolerance)
+        self.restart()
+
+    def restart(self) -> None:
+        """Back to the start of the path (a new episode)."""
+        self._segment, self._t = 0, 0.0  # progress: a point on segment ``_segment`` at parameter ``_t``
+
+    def ahead(self, here: np.ndarray) -> np.ndarray:
+        here = np.asarray(here, np.float64).reshape(-1)
+        if len(self.path) < 2:
+            return self.path.astype(np.float32)
+        a, b = self.path[self._segment], self.path[self._segment + 1]
+        start = a + self._t * (b - a)
+        rest = np.concatenate([start[None], self.path[self._segment + 1:]])  # the path from the progress point
+        d, t, closest = _project_to_segments(rest, here)
+        # the distance along the path falls into a valley wherever the path passes the gripper: take the
+        # first valley that is about as deep as the deepest
+        valley = (d <= np.r_[np.inf, d[:-1]]) & (d <= np.r_[d[1:], np.inf])
+        k = int(np.nonzero(valley & (d <= d.min() + self.tolerance))[0][0])
+        # back to the full path's segments: rest's segment 0 is the tail of segment ``_segment``
+        if k == 0:
+            self._t = self._t + t[0] * (1.0 - self._t)
+        else:
+            self._segment, self._t = self._segment + k, float(t[k])
+        return np.concatenate([closest[k: k + 1], rest[k + 1:]]).astype(np.float32)
+
+
+def point_along(path: np.ndarray, distance: float) -> np.ndarray:
+    """The point ``distance`` along a polyline (M, D) from its start, or its end if it is shorter."""
+    path = np.asarray(path, np.float64)
+    legs = np.linalg.norm(np.diff(path, axis=0), axis=-1)
+    for a, b, n in zip(path[:-1], path[1:], legs):
+        if distance <= n:
+            return a + (b - a) * (distance / max(n, 1e-12))
+        distance -= n
+    return path[-1]
 
 
 def distance_to_path(points: np.ndarray, path: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..evaluation import EVAL_SEED_BASE, held_out_seeds
 from ..io import encode_png
-from ..steering import remaining_path
+from ..steering import PathTracker
 from .runner import Background, run_until_interrupted
 
 STATIC = Path(__file__).parent / "static"
@@ -58,6 +58,7 @@ class ConsoleSession:
         used = set(policy.meta["data"].get("seeds", {}).get(task, []))
         self._seeds = iter(held_out_seeds(10_000, used, CONSOLE_SEED_BASE))
         self.drawn: np.ndarray | None = None
+        self.tracker: PathTracker | None = None
         self.running = False
         self.reset(seed)
 
@@ -66,6 +67,8 @@ class ConsoleSession:
         self.obs = self.env.reset(self.seed)
         self.t, self.success, self.done = 0, False, False
         self.path = [self.obs["ee_pos"]]
+        if self.drawn is not None:
+            self.tracker.restart()
         self.predict()
 
     def given_trace(self) -> np.ndarray | None:
@@ -74,7 +77,7 @@ class ConsoleSession:
         from ..envs import project
 
         here = project(self.obs["ee_pos"], self.obs["camera_intrinsics"], self.obs["camera_extrinsics"])
-        return remaining_path(self.drawn, here)
+        return self.tracker.ahead(here)
 
     def predict(self) -> None:
         self.pred = self.policy.predict(self.obs, trace=self.given_trace(), steps=self.steps)
@@ -98,6 +101,7 @@ class ConsoleSession:
             raise ValueError("draw at least two points")
         r = self.policy.resolution
         self.drawn = np.clip(pts, 0, r)
+        self.tracker = PathTracker(self.drawn, tolerance=r / 32)  # the gripper's progress along it
         self.predict()
 
     def clear_trace(self) -> None:
