@@ -41,7 +41,9 @@ class PathTracker:
 
     def __init__(self, path: np.ndarray, tolerance: float = 1.0):
         path = np.asarray(path, np.float64)
-        self.path = path.reshape(len(path), -1)
+        path = path.reshape(len(path), -1)
+        moved = np.r_[True, np.any(np.diff(path, axis=0) != 0, axis=1)]
+        self.path = path[moved]  # a point repeated (the gripper waited) would make a false dip
         self.tolerance = float(tolerance)
         self.restart()
 
