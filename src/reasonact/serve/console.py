@@ -80,7 +80,8 @@ class ConsoleSession:
         return self.tracker.ahead(here)
 
     def predict(self) -> None:
-        self.pred = self.policy.predict(self.obs, trace=self.given_trace(), steps=self.steps)
+        self.given = self.given_trace()  # what the prediction followed
+        self.pred = self.policy.predict(self.obs, trace=self.given, steps=self.steps)
 
     def step(self) -> None:
         if self.done:
@@ -117,7 +118,7 @@ class ConsoleSession:
         if p.depth_tokens is not None:
             d = self.policy.depth_image(p.depth_tokens)
             depth = png_data_url(colorize_depth(d, float(d.min()), float(d.max())))
-        given = self.given_trace()
+        given = self.given
         attention = None
         try:
             from ..viz.attention import heatmap
