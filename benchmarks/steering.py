@@ -97,31 +97,36 @@ def main() -> None:
         K, E = ep.camera
         return project(np.asarray(ep.ee_path), K, E)
 
-    def episodes(donors=None):
-        return [Episode(t, s, info={} if donors is None else {"donor": donors[(t, s)]})
-                for t in tasks for s in held_out_seeds(a.episodes, used.get(t, set()))]
+    def episodes(donors=None, world=False):
+        """Held-out layouts; with ``donors`` each carries its donor's image path and a tracker along that
+        path, in the image, or (``world``) in metres for the 3D follower."""
+        out = []
+        for t in tasks:
+            for s in held_out_seeds(a.episodes, used.get(t, set())):
+                info = {}
+                if donors is not None:
+                    image, metres = donors[(t, s)]
+                    tracker = PathTracker(metres, tolerance=0.01) if world else PathTracker.in_image(image, policy.resolution)
+                    info = {"donor": image, "tracker": tracker}
+                out.append(Episode(t, s, info=info))
+        return out
 
     def steer(ep, obs):
-        here = project(obs["ee_pos"], obs["camera_intrinsics"], obs["camera_extrinsics"])
-        tracker = ep.info.setdefault("tracker", PathTracker(ep.info["donor"], tolerance=policy.resolution / 32))
-        return tracker.ahead(here)
+        return ep.info["tracker"].ahead(project(obs["ee_pos"], obs["camera_intrinsics"], obs["camera_extrinsics"]))
 
     def steer_world(ep, obs):
-        return ep.info.setdefault("tracker", PathTracker(ep.info["donor_world"], tolerance=0.01)).ahead(obs["ee_pos"])
+        return ep.info["tracker"].ahead(obs["ee_pos"])
 
     kw = dict(steps=policy.default_steps, execute=policy.horizon, workers=a.workers)
     free = rollout(policy, episodes(), **kw).episodes
     demos = {t: demo_paths(t) for t in tasks}
     donors = {(e.task, e.seed): max(demos[e.task], key=lambda d, p=own_path(e): distance_to_path(p, d[0]).mean())
               for e in free}
-    image = {k: d[0] for k, d in donors.items()}
-    steered = rollout(policy, episodes(image), steer=steer, **kw).episodes
-    followed = episodes(image)
-    for e in followed:
-        e.info["donor_world"] = donors[(e.task, e.seed)][1]
-    followed = rollout(PathFollower(policy), followed, steer=steer_world, steps=1, execute=1, workers=a.workers).episodes
+    steered = rollout(policy, episodes(donors), steer=steer, **kw).episodes
+    followed = rollout(PathFollower(policy), episodes(donors, world=True), steer=steer_world, steps=1, execute=1,
+                       workers=a.workers).episodes
     for e in free:
-        e.info["donor"] = image[(e.task, e.seed)]
+        e.info["donor"] = donors[(e.task, e.seed)][0]
 
     def deviation(ep):
         px = own_path(ep)
@@ -131,8 +136,9 @@ def main() -> None:
 
     rows = []
     key = lambda e: (e.task, e.seed)  # noqa: E731
-    runs = {"steered": steered, "own": [{key(e): e for e in free}[key(s)] for s in steered],
-            "follower": [{key(e): e for e in followed}[key(s)] for s in steered]}
+    free_by, followed_by = {key(e): e for e in free}, {key(e): e for e in followed}
+    runs = {"steered": steered, "own": [free_by[key(e)] for e in steered],
+            "follower": [followed_by[key(e)] for e in steered]}
     for t in tasks:
         row = {"task": t, "episodes": sum(e.task == t for e in steered)}
         for name, eps in runs.items():

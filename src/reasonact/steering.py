@@ -47,6 +47,11 @@ class PathTracker:
         self.tolerance = float(tolerance)
         self.restart()
 
+    @classmethod
+    def in_image(cls, path: np.ndarray, resolution: int) -> PathTracker:
+        """A tracker along a path drawn in a ``resolution``-pixel image (tolerance: 2 pixels at 64)."""
+        return cls(path, tolerance=resolution / 32)
+
     def restart(self) -> None:
         """Back to the start of the path (a new episode)."""
         self._segment, self._t = 0, 0.0  # progress: a point on segment ``_segment`` at parameter ``_t``

@@ -59,6 +59,7 @@ class ConsoleSession:
         self._seeds = iter(held_out_seeds(10_000, used, CONSOLE_SEED_BASE))
         self.drawn: np.ndarray | None = None
         self.tracker: PathTracker | None = None
+        self.given: np.ndarray | None = None  # the part of the drawn path the prediction followed
         self.running = False
         self.reset(seed)
 
@@ -80,7 +81,7 @@ class ConsoleSession:
         return self.tracker.ahead(here)
 
     def predict(self) -> None:
-        self.given = self.given_trace()  # what the prediction followed
+        self.given = self.given_trace()
         self.pred = self.policy.predict(self.obs, trace=self.given, steps=self.steps)
 
     def step(self) -> None:
@@ -102,7 +103,7 @@ class ConsoleSession:
             raise ValueError("draw at least two points")
         r = self.policy.resolution
         self.drawn = np.clip(pts, 0, r)
-        self.tracker = PathTracker(self.drawn, tolerance=r / 32)  # the gripper's progress along it
+        self.tracker = PathTracker.in_image(self.drawn, r)  # the gripper's progress along it
         self.predict()
 
     def clear_trace(self) -> None:
