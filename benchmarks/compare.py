@@ -11,10 +11,11 @@ from pathlib import Path
 
 
 def load(report_dir: Path) -> dict:
+    from reasonact.checkpoint import read_summary
+
     r = json.loads((report_dir / "report.json").read_text())
-    run = Path(r["checkpoint"])
-    summary = run / "summary.json"
-    r["_train"] = json.loads(summary.read_text()) if summary.exists() else {}
+    r["_train"] = read_summary(r["checkpoint"])
+    r.setdefault("diffusion_steps", r.get("steps"))  # reports written before the key was renamed
     return r
 
 
@@ -28,7 +29,8 @@ def table(reports: list[dict], names: list[str]) -> str:
             cells.append(f"{v['success_rate']:.0%} ({v['successes']}/{v['episodes']})" if v else "")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines.append("| **mean success** | " + " | ".join(f"**{r['success_rate']:.1%}**" for r in reports) + " |")
-    lines.append("| decoder | " + " | ".join(r["decoder"] + (f", T={r['steps']}" if r["steps"] else "") for r in reports) + " |")
+    lines.append("| decoder | " + " | ".join(r["decoder"] + (f", T={r['diffusion_steps']}" if r["diffusion_steps"] else "")
+                                          for r in reports) + " |")
     lines.append("| reasoning | " + " | ".join(r.get("reasoning", "") for r in reports) + " |")
     lines.append("| instructions | " + " | ".join(r.get("instructions", "canonical") for r in reports) + " |")
     lines.append("| forward passes per chunk | " + " | ".join(f"{r['nfe_per_chunk']:.0f}" for r in reports) + " |")
@@ -52,7 +54,7 @@ def main() -> None:
     names = a.names.split(",") if a.names else [d.name for d in dirs]
     print(table(reports, names))
     if a.json:
-        keep = ("success_rate", "latency_ms_per_chunk", "nfe_per_chunk", "decoder", "steps", "reasoning")
+        keep = ("success_rate", "latency_ms_per_chunk", "nfe_per_chunk", "decoder", "diffusion_steps", "reasoning")
         out = {n: {**{k: r.get(k) for k in keep}, "tasks": {t: v["success_rate"] for t, v in r["tasks"].items()}}
                for n, r in zip(names, reports)}
         Path(a.json).write_text(json.dumps(out, indent=2) + "\n")

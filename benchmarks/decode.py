@@ -42,7 +42,7 @@ def main() -> None:
         for mode in a.modes.split(","):
             for decoder in ("ar", "diffusion"):
                 torch.manual_seed(0)
-                model = ActionReasoningModel(Config(mcfg, SequenceConfig(mode=mode, decoder=decoder)), vocab).to(dev).eval()
+                model = ActionReasoningModel(Config(mcfg, SequenceConfig(reasoning=mode, decoder=decoder)), vocab).to(dev).eval()
                 img = torch.rand(1, 3, mcfg.image_size, mcfg.image_size, device=dev)
                 instr = torch.full((1, 16), vocab.pad, device=dev)
                 instr[0, :5] = vocab.offset("text") + 3
@@ -55,7 +55,7 @@ def main() -> None:
                             if dev.type == "cuda":
                                 torch.cuda.synchronize()
                             t0 = time.perf_counter()
-                            res = generate(model, img, instr, state, steps=T or 1)
+                            res = generate(model, img, instr, state, diffusion_steps=T or 1)
                             if dev.type == "cuda":
                                 torch.cuda.synchronize()
                             if k >= 2:  # warm-up calls are not timed

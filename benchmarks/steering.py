@@ -40,11 +40,11 @@ class PathFollower:
     ``execute=1``), gripper open."""
 
     def __init__(self, policy, lookahead: float = 0.02, gain: float = 10.0):
-        self.meta, self.resolution = policy.meta, policy.resolution
+        self.info = policy.info
         self.lookahead, self.gain = lookahead, gain
 
-    def predict_batch(self, observations, texts=None, traces=None, steps=None):
-        from reasonact.policy import Prediction
+    def predict_batch(self, observations, texts=None, traces=None, diffusion_steps=None):
+        from reasonact.interface import Prediction
         from reasonact.steering import point_along
 
         out = []
@@ -76,11 +76,11 @@ def main() -> None:
 
     policy = load_policy(a.checkpoint)
     if "trace" not in policy.blocks:
-        raise SystemExit(f"{a.checkpoint} has no trace block (reasoning {policy.config.sequence.mode!r}); "
+        raise SystemExit(f"{a.checkpoint} has no trace block (reasoning {policy.info.reasoning!r}); "
                          "steering needs --reasoning trace or depth+trace")
-    ds = load_dataset(a.data or policy.meta["data"]["path"])
-    tasks = a.tasks.split(",") if a.tasks else policy.tasks
-    used = {t: set(v) for t, v in policy.meta["data"]["seeds"].items()}
+    ds = load_dataset(a.data or policy.spec.data.path)
+    tasks = a.tasks.split(",") if a.tasks else list(policy.info.tasks)
+    used = {t: set(v) for t, v in policy.info.training_seeds.items()}
 
     def demo_paths(task: str) -> list[tuple[np.ndarray, np.ndarray]]:
         """The task's demonstrations (not random paths): (image path in pixels, world path in metres)."""
@@ -117,13 +117,13 @@ def main() -> None:
     def steer_world(ep, obs):
         return ep.info["tracker"].ahead(obs["ee_pos"])
 
-    kw = dict(steps=policy.default_steps, execute=policy.horizon, workers=a.workers)
+    kw = dict(diffusion_steps=policy.info.default_diffusion_steps, execute=policy.horizon, workers=a.workers)
     free = rollout(policy, episodes(), **kw).episodes
     demos = {t: demo_paths(t) for t in tasks}
     donors = {(e.task, e.seed): max(demos[e.task], key=lambda d, p=own_path(e): distance_to_path(p, d[0]).mean())
               for e in free}
     steered = rollout(policy, episodes(donors), steer=steer, **kw).episodes
-    followed = rollout(PathFollower(policy), episodes(donors, world=True), steer=steer_world, steps=1, execute=1,
+    followed = rollout(PathFollower(policy), episodes(donors, world=True), steer=steer_world, diffusion_steps=1, execute=1,
                        workers=a.workers).episodes
     for e in free:
         e.info["donor"] = donors[(e.task, e.seed)][0]
@@ -164,7 +164,7 @@ def open_loop(a) -> None:
     from reasonact.policy import load_policy
 
     policy = load_policy(a.checkpoint)
-    ds = load_dataset(a.data or policy.meta["data"]["path"])
+    ds = load_dataset(a.data or policy.spec.data.path)
     rng = np.random.default_rng(0)
     step_m = 0.01  # Meta-World: an action of 1 moves the end effector 1 cm
     H = policy.horizon

@@ -64,7 +64,7 @@ def score(model, target: str, vocab, n: int = 256) -> float:
     H, A = cfg.sequence.horizon, cfg.sequence.action_dim
     model.eval()
     images, instr, state, targets, want = make_batch(target, n, cfg, vocab, torch.Generator().manual_seed(12345))
-    res = generate(model, images, instr, state, steps=4, given={"trace": targets["trace"]})
+    res = generate(model, images, instr, state, diffusion_steps=4, given={"trace": targets["trace"]})
     model.train()
     act = (res.tokens["act"] - vocab.offset("action")).reshape(n, H, A).float() / 255 * 2 - 1
     return float(torch.nn.functional.cosine_similarity(act[..., :2].mean(1), want, dim=-1).mean())
@@ -95,7 +95,7 @@ def main() -> None:
     for target in targets:
         for features in (False, True):
             torch.manual_seed(a.seed)
-            cfg = Config(model_config(a.config, coord_features=features), SequenceConfig(mode="trace"))
+            cfg = Config(model_config(a.config, coord_features=features), SequenceConfig(reasoning="trace"))
             model = ActionReasoningModel(cfg, vocab)
             opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
             g = torch.Generator().manual_seed(a.seed)

@@ -34,17 +34,17 @@ def main() -> None:
     from reasonact.model.config import Config, SequenceConfig, model_config
     from reasonact.model.layout import training_span
     from reasonact.tokenizers import Vocab
-    from reasonact.training import _peak_flops, flops_per_sample
+    from reasonact.training.setup import flops_per_sample, peak_flops
 
     dev = torch.device(a.device)
     precisions = (a.precisions or ("bf16" if dev.type == "cuda" else "fp32,bf16")).split(",")
     vocab = Vocab(text=512)
-    peak = _peak_flops(dev)
+    peak = peak_flops(dev)
     rows = []
     for name in a.configs.split(","):
         mcfg = model_config(name)
         for mode in a.modes.split(","):
-            seq = SequenceConfig(mode=mode, decoder=a.decoder)
+            seq = SequenceConfig(reasoning=mode, decoder=a.decoder)
             for prec in precisions:
                 torch.manual_seed(0)
                 model = ActionReasoningModel(Config(mcfg, seq), vocab).to(dev)

@@ -15,3 +15,11 @@ def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "tiny"
     collect(out, suite="mt10", tasks=TASKS, episodes_per_task=2, resolution=48, workers=2, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def fake_data(tmp_path_factory):
+    """A dataset in the real on-disk format made without the simulator: 2 tasks x 3 episodes x 30 steps, 32 px."""
+    from reasonact.data.fake import fake_dataset
+
+    return fake_dataset(tmp_path_factory.mktemp("fake") / "data")

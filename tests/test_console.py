@@ -29,6 +29,8 @@ def test_console_serves_its_own_assets(policy):
     with BackgroundConsole(policy, "reach-v3") as url:
         page = urllib.request.urlopen(url + "/", timeout=10).read().decode()
         assert "<canvas id=\"camera\"" in page and "http://" not in page.replace("http://www.w3.org", "")
+        # before the first state arrives the panels say they are waiting, not that the policy lacks them
+        assert "Waiting for the first prediction" in page and "writes no" not in page
         for asset in ("/console.js", "/console.css"):
             assert urllib.request.urlopen(url + asset, timeout=10).status == 200
         assert json.loads(urllib.request.urlopen(url + "/health", timeout=10).read())["task"] == "reach-v3"
@@ -38,11 +40,15 @@ def test_console_serves_its_own_assets(policy):
 
 def test_browser_draws_a_trace_steps_and_sees_the_steered_episode(policy):
     assert find_chromium(), "chromium is missing: `make test` installs Debian's chromium package"
-    with BackgroundConsole(policy, "reach-v3") as url, Chromium(url + "/") as browser:
+    with BackgroundConsole(policy, "reach-v3") as url, Chromium(url + "/", width=1280, height=900) as browser:
         browser.wait_for("window.consoleState && window.consoleState.frame")
         first = browser.evaluate("window.consoleState")
         assert first["step"] == 0 and first["given_trace"] is None and first["trace"] is not None
         assert browser.evaluate("getComputedStyle(document.getElementById('depth')).display") != "none"
+        # depth and attention both in view at 1280 x 900, without scrolling
+        browser.wait_for("getComputedStyle(document.getElementById('attention')).display !== 'none'")
+        bottom = browser.evaluate("document.getElementById('attention').getBoundingClientRect().bottom")
+        assert 0 < bottom <= browser.evaluate("window.innerHeight") <= 900
 
         # Draw a path across the camera image, from its left third to its right third.
         rect = browser.evaluate("(() => { const r = document.getElementById('camera').getBoundingClientRect();"

@@ -41,13 +41,16 @@ def test_eval_writes_a_report_on_held_out_layouts(debug_run, tmp_path):
                            workers=1, max_steps=16, progress=False, video=True)
     on_disk = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(r))
-    for key in ("suite", "checkpoint", "decoder", "steps", "episodes_per_task", "tasks", "success_rate",
-                "latency_ms_per_chunk", "nfe_per_chunk"):
+    for key in ("suite", "checkpoint", "decoder", "diffusion_steps", "episodes_per_task", "tasks", "success_rate",
+                "latency_ms_per_chunk", "nfe_per_chunk", "episodes"):
         assert key in r
     t = r["tasks"]["reach-v3"]
     assert t["episodes"] == 2 and 0 <= t["successes"] <= 2 and t["success_rate"] == t["successes"] / 2
     assert 0 <= t["ci95"][0] <= t["success_rate"] <= t["ci95"][1] <= 1
-    assert r["decoder"] == "diffusion" and r["steps"] == 12 and r["nfe_per_chunk"] == 24
+    assert r["decoder"] == "diffusion" and r["diffusion_steps"] == 12 and r["nfe_per_chunk"] == 24
+    assert [(e["task"], e["seed"]) for e in r["episodes"]] == [("reach-v3", s) for s in t["seeds"]]
+    assert all(e["steps"] <= 16 and isinstance(e["success"], bool) and e["error"] is None for e in r["episodes"])
+    assert sum(e["success"] for e in r["episodes"]) == t["successes"] and r["untrained_tasks"] == []
     train_seeds = set(json.loads((debug_run / "config.json").read_text())["data"]["seeds"]["reach-v3"])
     assert train_seeds and not set(t["seeds"]) & train_seeds
     assert (tmp_path / "ev" / "report.md").read_text().startswith("# Evaluation")
@@ -62,6 +65,25 @@ def test_a_worker_that_raises_is_reported_not_hung(debug_run, tmp_path):
     assert t["episodes"] == 3 and r["errors"] == 1
     assert t["errors"][0]["seed"] == 1_000_001 and "simulated simulator failure" in t["errors"][0]["error"]
     assert "simulator error" in (tmp_path / "ev" / "report.md").read_text()
+
+
+def dying_env(task, **kwargs):
+    """A simulator worker that dies outright (as when a script without a __main__ guard is imported again)."""
+    import os
+
+    os._exit(3)
+
+
+def test_a_dead_worker_and_untrained_tasks_are_said_plainly(debug_run, tmp_path, capsys):
+    r = reasonact.evaluate(debug_run, tmp_path / "ev", suite="mt10", tasks="reach-v3,window-open-v3",
+                           episodes_per_task=1, workers=1, max_steps=8, progress=False, env_factory=dying_env, timeout=60)
+    err = capsys.readouterr().err
+    assert "window-open-v3" in err and "never in the training data" in err
+    assert r["untrained_tasks"] == ["window-open-v3"] and r["errors"] == 2
+    assert all("worker process died" in e["error"] for e in r["episodes"])
+    assert "__main__" in err and r["latency_ms_per_chunk"] is None
+    md = (tmp_path / "ev" / "report.md").read_text()
+    assert "No prediction was made" in md and "Not trained on" in md
 
 
 def test_eval_bad_input_fails_clearly(debug_run, tmp_path):

@@ -14,7 +14,7 @@ VOCAB = Vocab(text=300)
 
 def make_model(decoder: str, mode: str = "depth+trace", seed: int = 0, **options) -> ActionReasoningModel:
     torch.manual_seed(seed)
-    seq = SequenceConfig(mode=mode, decoder=decoder, depth_tokens=4, trace_points=2, horizon=2)
+    seq = SequenceConfig(reasoning=mode, decoder=decoder, depth_tokens=4, trace_points=2, horizon=2)
     cfg = Config(model_config("debug", **options), seq)
     return ActionReasoningModel(cfg, VOCAB).eval()
 
@@ -152,7 +152,7 @@ def test_diffusion_decoder_commits_everything_in_range_in_exactly_T_passes(steps
         model = make_model("diffusion", mode)
         img, instr, st = fake_obs(model, B=3)
         with Counting(model) as c:
-            res = generate(model, img, instr, st, steps=steps, generator=torch.Generator().manual_seed(0))
+            res = generate(model, img, instr, st, diffusion_steps=steps, generator=torch.Generator().manual_seed(0))
         assert c.calls == res.nfe == steps * blocks
         for b, toks in res.tokens.items():
             lo, hi = VOCAB.block_range(b)
@@ -178,7 +178,7 @@ def test_a_given_block_is_used_verbatim():
     img, instr, st = fake_obs(model)
     lo, _ = VOCAB.block_range("trace")
     trace = torch.full((2, 4), lo + 7)
-    res = generate(model, img, instr, st, steps=3, given={"trace": trace})
+    res = generate(model, img, instr, st, diffusion_steps=3, given={"trace": trace})
     assert torch.equal(res.tokens["trace"], trace) and res.nfe == 3
 
 
@@ -211,7 +211,7 @@ def test_schedule_commits_easy_first_and_remasks_doubtful_tokens():
 def test_coordinate_tokens_carry_their_value_and_old_weights_load_with_it_off(tmp_path):
     from safetensors.torch import save_file
 
-    from reasonact.policy import load_weights
+    from reasonact.checkpoint import load_weights
 
     model = make_model("diffusion", "trace")
     lo, hi = VOCAB.block_range("trace")

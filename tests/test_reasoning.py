@@ -193,28 +193,29 @@ def test_fine_tuning_leaves_frozen_layers_bit_identical_and_writes_rationales(an
         assert torch.equal(a[k], b[k]), k
     assert any(not torch.equal(a[k], b[k]) for k in trained)
     cfg = json.loads((tuned / "config.json").read_text())
-    assert cfg["train"]["lambda_reason"] == 0.3 and cfg["sequence"]["mode"] == "full"
+    assert cfg["train"]["lambda_reason"] == 0.3 and cfg["sequence"]["reasoning"] == "full"
     p = reasonact.load_policy(tuned).predict(load_dataset(annotated)[0])
     assert isinstance(p.rationale, str) and p.depth_tokens.shape == (16,) and p.trace.shape == (5, 2)
 
 
 @pytest.mark.sim
 def test_overfit_rationale_block_writes_the_teachers_text(annotated):
-    from reasonact.data.pipeline import BatchSource, Tokenizers, encode_rationale
+    from reasonact.checkpoint import StateNorm, Tokenizers
+    from reasonact.data.pipeline import BatchSource
     from reasonact.decoding import generate
     from reasonact.model.arm import ActionReasoningModel
     from reasonact.model.config import Config, SequenceConfig, model_config
-    from reasonact.reasoning.annotate import load_rationales
     from reasonact.tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
+    from reasonact.transforms import encode_rationale
 
     ds = load_dataset(annotated)
-    texts = load_rationales(ds)
+    texts = ds.rationales()
     text = TextTokenizer.train(sorted(set(texts)) + [t["instruction"] for t in ds.tasks], 400)
     tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(48, 48), text, Vocab(text=text.vocab_size))
-    seq = SequenceConfig(mode="think", decoder="diffusion", think_tokens=56)
+    seq = SequenceConfig(reasoning="think", decoder="diffusion", think_tokens=56)
     rat = torch.stack([encode_rationale(t, text, tok.vocab, 56) for t in texts])
     src = BatchSource(ds, np.arange(len(ds)), tok, image_size=32, horizon=8, blocks=seq.blocks, instruction_tokens=16,
-                      state_mean=np.zeros(7, np.float32), state_std=np.ones(7, np.float32), rationales=rat,
+                      state_norm=StateNorm(np.zeros(7, np.float32), np.ones(7, np.float32)), rationales=rat,
                       augment=False, paraphrase_prob=0.0, progress=False)
     torch.manual_seed(0)
     model = ActionReasoningModel(Config(model_config("debug"), seq), tok.vocab)
@@ -228,7 +229,8 @@ def test_overfit_rationale_block_writes_the_teachers_text(annotated):
         loss.backward()
         opt.step()
     model.eval()
-    res = generate(model, batch["images"], batch["instr"], batch["state"], steps=12, generator=torch.Generator().manual_seed(0))
+    res = generate(model, batch["images"], batch["instr"], batch["state"], diffusion_steps=12,
+                   generator=torch.Generator().manual_seed(0))
     assert torch.equal(res.tokens["think"], batch["targets"]["think"])
     v = tok.vocab
     written = text.decode([int(i) - v.offset("text") for i in res.tokens["think"][1] if i >= v.offset("text")])
@@ -252,7 +254,7 @@ def test_attention_maps_sum_to_one_over_the_image(tiny_dataset, tmp_path):
     assert maps.fused.sum() == pytest.approx(1.0, abs=1e-5) and (maps.layers >= 0).all()
     assert ((maps.image_share > 0) & (maps.image_share <= 1 + 1e-6)).all()
     assert heatmap(item["rgb"], maps.fused, scale=4).shape == (192, 192, 3)
-    sheet = attention_report(run, tiny_dataset, 0, tmp_path / "att", frames=3)
+    sheet = attention_report(policy, tiny_dataset, 0, tmp_path / "att", frames=3)
     assert Image.open(sheet).size[0] > 4 * 192
     assert len(list((tmp_path / "att").glob("frame*_layer0.png"))) == 3
     assert Image.open(next((tmp_path / "att").glob("frame*_fused.png"))).size == (240, 240)

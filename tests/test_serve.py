@@ -11,19 +11,17 @@ from reasonact.data import load_dataset
 from reasonact.serve.codec import packb, unpackb
 from reasonact.serve.server import BackgroundServer
 
-pytestmark = pytest.mark.sim
-
 
 @pytest.fixture(scope="module")
-def policy(tiny_dataset, tmp_path_factory):
-    run = reasonact.train(tiny_dataset, tmp_path_factory.mktemp("runs") / "serve", config="debug", steps=3,
+def policy(fake_data, tmp_path_factory):
+    run = reasonact.train(fake_data, tmp_path_factory.mktemp("runs") / "serve", config="debug", steps=3,
                           batch_size=4, reasoning="trace", progress=False)
     return reasonact.load_policy(run)
 
 
 @pytest.fixture(scope="module")
-def obs(tiny_dataset):
-    item = load_dataset(tiny_dataset)[5]
+def obs(fake_data):
+    item = load_dataset(fake_data)[5]
     return {"rgb": item["rgb"], "state": item["state"], "instruction": item["instruction"]}
 
 
@@ -50,8 +48,8 @@ def test_round_trip_over_a_real_socket_equals_the_in_process_prediction(policy, 
         h = client.health()
         assert h["status"] == "ok" and h["policy"]["decoder"] == "diffusion" and h["served"] == 1
         http = json.loads(urllib.request.urlopen(url.replace("ws://", "http://") + "/health", timeout=10).read())
-        assert http["status"] == "ok" and http["policy"]["resolution"] == 48
-        steered = client.predict(obs, trace=np.array([[5.0, 5.0], [20.0, 25.0], [40.0, 40.0]]))
+        assert http["status"] == "ok" and http["policy"]["resolution"] == 32
+        steered = client.predict(obs, trace=np.array([[5.0, 5.0], [20.0, 25.0], [30.0, 30.0]]))
         assert steered.trace_given and steered.actions.shape == (8, 4)
 
 
@@ -60,11 +58,11 @@ def test_malformed_requests_get_clear_errors_and_the_server_keeps_serving(policy
         cases = [
             ({"type": "predict", "state": obs["state"], "instruction": "x"}, "missing field 'rgb'"),
             ({**obs, "rgb": obs["rgb"].astype(np.float32)}, "uint8"),
-            ({**obs, "rgb": np.zeros((10, 10, 3), np.uint8)}, "(48, 48, 3)"),
+            ({**obs, "rgb": np.zeros((10, 10, 3), np.uint8)}, "(32, 32, 3)"),
             ({**obs, "state": np.zeros(2, np.float32)}, "7 numbers"),
             ({**obs, "instruction": ""}, "instruction"),
             ({**obs, "trace": np.zeros((3, 3))}, "(N, 2)"),
-            ({**obs, "steps": "many"}, "'steps' must be an integer"),
+            ({**obs, "diffusion_steps": "many"}, "'diffusion_steps' must be an integer"),
             ({"type": "dance"}, "unknown request type"),
             ({**obs, "rgb": np.zeros((200, 200, 3), np.uint8)}, "exceeds the server's limit"),
         ]

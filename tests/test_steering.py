@@ -46,21 +46,20 @@ def test_distance_to_path_is_point_to_segment():
     np.testing.assert_allclose(distance_to_path(np.array([[5.0, 3.0], [13.0, 4.0], [-3.0, 0.0]]), path), [3, 5, 3])
 
 
-@pytest.mark.sim
-def test_steered_prediction_returns_the_given_trace_and_a_chunk(tiny_dataset, tmp_path):
-    run = reasonact.train(tiny_dataset, tmp_path / "run", config="debug", steps=3, batch_size=4, reasoning="trace",
+def test_steered_prediction_returns_the_given_trace_and_a_chunk(fake_data, tmp_path):
+    run = reasonact.train(fake_data, tmp_path / "run", config="debug", steps=3, batch_size=4, reasoning="trace",
                           steer_prob=0.5, progress=False)
     policy = reasonact.load_policy(run)
-    obs = load_dataset(tiny_dataset)[3]
-    drawn = np.array([[10.0, 30.0], [14.0, 26.0], [20.0, 22.0], [26.0, 20.0], [30.0, 18.0], [34.0, 15.0], [38.0, 12.0]])
+    obs = load_dataset(fake_data)[3]
+    drawn = np.array([[6.0, 20.0], [9.0, 17.0], [13.0, 15.0], [17.0, 13.0], [20.0, 12.0], [23.0, 10.0], [25.0, 8.0]])
     p = policy.predict(obs, trace=drawn)
     assert p.trace_given and p.actions.shape == (8, 4)
     from reasonact.tokenizers import resample_trace
 
     expected = resample_trace(drawn, 5)
-    assert np.abs(p.trace - expected).max() <= 48 / 256  # within one coordinate bin
-    np.testing.assert_allclose(p.trace[0], drawn[0], atol=48 / 256)
-    np.testing.assert_allclose(p.trace[-1], drawn[-1], atol=48 / 256)
+    assert np.abs(p.trace - expected).max() <= 32 / 256  # within one coordinate bin
+    np.testing.assert_allclose(p.trace[0], drawn[0], atol=32 / 256)
+    np.testing.assert_allclose(p.trace[-1], drawn[-1], atol=32 / 256)
     own = policy.predict(obs)
     assert not own.trace_given
     # Steered, where to go comes from the trace alone: the task part of the state (the goal) is not read.
@@ -71,7 +70,7 @@ def test_steered_prediction_returns_the_given_trace_and_a_chunk(tiny_dataset, tm
 def test_steered_samples_keep_only_proprioception():
     import torch
 
-    from reasonact.data.pipeline import hide_task_state
+    from reasonact.transforms import hide_task_state
 
     state = torch.arange(14, dtype=torch.float32).reshape(2, 7) + 1
     out = hide_task_state(state, torch.tensor([True, False]))
@@ -117,16 +116,17 @@ def test_path_expert_visits_its_waypoints_in_order():
         assert blocked.stuck == (k == blocked.patience)
 
 
-def test_random_path_frames_are_always_trained_steered(tiny_dataset):
-    from reasonact.data.pipeline import BatchSource, Tokenizers
+def test_random_path_frames_are_always_trained_steered(fake_data):
+    from reasonact.checkpoint import StateNorm, Tokenizers
+    from reasonact.data.pipeline import BatchSource
     from reasonact.tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
 
-    ds = load_dataset(tiny_dataset)
+    ds = load_dataset(fake_data)
     ds.path_frames = ds.episode_row == 0  # as if the first episode followed a random path
     text = TextTokenizer.train([t["instruction"] for t in ds.tasks], 300)
-    tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(48, 48), text, Vocab(text=text.vocab_size))
+    tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(32, 32), text, Vocab(text=text.vocab_size))
     kw = dict(image_size=32, horizon=8, blocks=("trace", "act"), instruction_tokens=16,
-              state_mean=np.zeros(7, np.float32), state_std=np.ones(7, np.float32), augment=False, progress=False)
+              state_norm=StateNorm(np.zeros(7, np.float32), np.ones(7, np.float32)), augment=False, progress=False)
     src = BatchSource(ds, np.arange(len(ds)), tok, steer_prob=1e-6, **kw)
     import torch
 

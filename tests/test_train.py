@@ -8,27 +8,29 @@ import pytest
 import torch
 
 import reasonact
+from reasonact.checkpoint import StateNorm, Tokenizers
 from reasonact.data import DatasetError, load_dataset
-from reasonact.data.pipeline import BatchSource, Tokenizers
+from reasonact.data.pipeline import BatchSource
 from reasonact.decoding import generate
 from reasonact.model.arm import ActionReasoningModel
 from reasonact.model.config import Config, SequenceConfig, model_config
 from reasonact.tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
 
-pytestmark = pytest.mark.sim
+NO_NORM = StateNorm(np.zeros(7, np.float32), np.ones(7, np.float32))
 
 
 def _source(ds, mode, **kw):
     text = TextTokenizer.train([t["instruction"] for t in ds.tasks], 300)
     tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution), text,
                      Vocab(text=text.vocab_size))
-    seq = SequenceConfig(mode=mode, **kw)
+    seq = SequenceConfig(reasoning=mode, **kw)
     src = BatchSource(ds, np.arange(len(ds)), tok, image_size=32, horizon=seq.horizon, blocks=seq.blocks,
-                      instruction_tokens=seq.instruction_tokens, state_mean=np.zeros(7, np.float32),
-                      state_std=np.ones(7, np.float32), augment=False, paraphrase_prob=0.0, progress=False)
+                      instruction_tokens=seq.instruction_tokens, state_norm=NO_NORM, augment=False,
+                      paraphrase_prob=0.0, progress=False)
     return src, tok, seq
 
 
+@pytest.mark.sim
 @pytest.mark.parametrize("decoder", ["ar", "diffusion"])
 def test_overfitting_a_tiny_batch_reproduces_its_chunks(tiny_dataset, decoder):
     ds = load_dataset(tiny_dataset)
@@ -48,7 +50,7 @@ def test_overfitting_a_tiny_batch_reproduces_its_chunks(tiny_dataset, decoder):
         losses.append(m["loss_act"])
     assert np.mean(losses[-10:]) < 0.1 * np.mean(losses[:5]), f"loss fell only from {losses[0]:.2f} to {losses[-1]:.2f}"
     model.eval()
-    res = generate(model, batch["images"], batch["instr"], batch["state"], steps=8,
+    res = generate(model, batch["images"], batch["instr"], batch["state"], diffusion_steps=8,
                    generator=torch.Generator().manual_seed(0))
     assert torch.equal(res.tokens["act"], batch["targets"]["act"])
     assert torch.equal(res.tokens["trace"], batch["targets"]["trace"])
@@ -61,12 +63,12 @@ def _train(data, out, steps, **kw):
                            progress=False, **kw)
 
 
-def test_checkpoint_reloads_to_identical_predictions(tiny_dataset, tmp_path):
-    run = _train(tiny_dataset, tmp_path / "run", 4, reasoning="trace")
+def test_checkpoint_reloads_to_identical_predictions(fake_data, tmp_path):
+    run = _train(fake_data, tmp_path / "run", 4, reasoning="trace")
     for name in ("config.json", "model.safetensors", "stats.json", "metrics.jsonl", "checkpoint.pt",
                  "tokenizers/action.json", "tokenizers/trace.json", "tokenizers/text.json"):
         assert (run / name).exists(), name
-    ds = load_dataset(tiny_dataset)
+    ds = load_dataset(fake_data)
     a = reasonact.load_policy(run).predict(ds[10])
     b = reasonact.load_policy(run).predict(ds[10])
     np.testing.assert_array_equal(a.actions, b.actions)
@@ -76,38 +78,50 @@ def test_checkpoint_reloads_to_identical_predictions(tiny_dataset, tmp_path):
     assert a.latency_ms > 0
 
 
-def test_resume_reproduces_the_uninterrupted_run(tiny_dataset, tmp_path):
-    whole = _train(tiny_dataset, tmp_path / "whole", 6)
-    part = _train(tiny_dataset, tmp_path / "part", 3)
-    reasonact.train(None, part, resume=True, steps=6, progress=False)
+def test_resume_reproduces_the_uninterrupted_run(fake_data, tmp_path, monkeypatch):
+    from reasonact import checkpoint
+
+    whole = _train(fake_data, tmp_path / "whole", 6)
+    real_save = checkpoint.save_training_state
+
+    def save_then_die(run, model, opt, step, seconds):  # killed right after the step-3 checkpoint
+        real_save(run, model, opt, step, seconds)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_training_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _train(fake_data, tmp_path / "part", 6)
+    monkeypatch.setattr(checkpoint, "save_training_state", real_save)
+    part = tmp_path / "part"
+    reasonact.train(None, part, resume=True, progress=False)
     read = lambda r: [json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     a, b = read(whole), read(part)
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose([r["loss"] for r in b[3:]], [r["loss"] for r in a[3:]], rtol=1e-5)
     with pytest.raises(FileExistsError, match="--resume"):
-        _train(tiny_dataset, tmp_path / "whole", 6)
+        _train(fake_data, tmp_path / "whole", 6)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        reasonact.train(tiny_dataset, tmp_path / "nothing", resume=True)
+        reasonact.train(fake_data, tmp_path / "nothing", resume=True)
 
 
-def test_bad_input_fails_clearly(tiny_dataset, tmp_path):
+def test_bad_input_fails_clearly(fake_data, tmp_path):
     broken = tmp_path / "nostats"
-    shutil.copytree(tiny_dataset, broken)
+    shutil.copytree(fake_data, broken)
     (broken / "meta" / "stats.json").unlink()
     with pytest.raises(DatasetError, match="stats"):
         _train(broken, tmp_path / "r1", 2)
     with pytest.raises(ValueError, match="debug, tiny, small, base"):
-        reasonact.train(tiny_dataset, tmp_path / "r2", config="huge", progress=False)
+        reasonact.train(fake_data, tmp_path / "r2", config="huge", progress=False)
     with pytest.raises(ValueError, match="reasoning mode"):
-        reasonact.train(tiny_dataset, tmp_path / "r3", reasoning="dream", progress=False)
+        reasonact.train(fake_data, tmp_path / "r3", reasoning="dream", progress=False)
     with pytest.raises(ValueError, match="no trace block"):
-        reasonact.train(tiny_dataset, tmp_path / "r3", reasoning="act", steer_prob=0.5, progress=False)
+        reasonact.train(fake_data, tmp_path / "r3", reasoning="act", steer_prob=0.5, progress=False)
     with pytest.raises(ValueError, match="from 0 to 1"):
-        reasonact.train(tiny_dataset, tmp_path / "r3", reasoning="trace", steer_prob=1.5, progress=False)
-    run = _train(tiny_dataset, tmp_path / "r4", 1)
+        reasonact.train(fake_data, tmp_path / "r3", reasoning="trace", steer_prob=1.5, progress=False)
+    run = _train(fake_data, tmp_path / "r4", 1)
     policy = reasonact.load_policy(run)
-    obs = load_dataset(tiny_dataset)[0]
-    with pytest.raises(ValueError, match=r"\(48, 48, 3\)"):
+    obs = load_dataset(fake_data)[0]
+    with pytest.raises(ValueError, match=r"\(32, 32, 3\)"):
         policy.predict({**obs, "rgb": np.zeros((64, 64, 3), np.uint8)})
     with pytest.raises(ValueError, match="7 numbers"):
         policy.predict({**obs, "state": np.zeros(3)})
@@ -117,16 +131,16 @@ def test_bad_input_fails_clearly(tiny_dataset, tmp_path):
         policy.predict(obs, trace=np.zeros((5, 2)))
     with pytest.raises(FileNotFoundError, match="reasonact train"):
         reasonact.load_policy(tmp_path / "nope")
-    r = subprocess.run([sys.executable, "-m", "reasonact", "train", "--data", str(tiny_dataset), "--out",
+    r = subprocess.run([sys.executable, "-m", "reasonact", "train", "--data", str(fake_data), "--out",
                         str(tmp_path / "r5"), "--config", "huge"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown model config 'huge'" in r.stderr
 
 
 @pytest.mark.slow
-def test_torchrun_ddp_trains_on_two_cpu_processes(tiny_dataset, tmp_path):
+def test_torchrun_ddp_trains_on_two_cpu_processes(fake_data, tmp_path):
     out = tmp_path / "ddp"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-                        "reasonact", "train", "--data", str(tiny_dataset), "--out", str(out), "--config", "debug",
+                        "reasonact", "train", "--data", str(fake_data), "--out", str(out), "--config", "debug",
                         "--steps", "4", "--batch-size", "8", "--log-every", "2", "--device", "cpu"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -134,4 +148,94 @@ def test_torchrun_ddp_trains_on_two_cpu_processes(tiny_dataset, tmp_path):
     assert [x["step"] for x in lines] == [2, 4]  # written once, by rank 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 4
-    assert reasonact.load_policy(out).predict(load_dataset(tiny_dataset)[0]).actions.shape == (8, 4)
+    assert reasonact.load_policy(out).predict(load_dataset(fake_data)[0]).actions.shape == (8, 4)
+
+
+def test_train_load_predict_and_serve_without_the_simulator(fake_data, tmp_path):
+    from reasonact.client import PolicyClient
+    from reasonact.interface import PolicyLike
+    from reasonact.serve.server import BackgroundServer
+
+    run = reasonact.train(fake_data, tmp_path / "run", config="debug", steps=3, reasoning="depth+trace", progress=False)
+    policy = reasonact.load_policy(run)
+    assert isinstance(policy, PolicyLike)
+    obs = load_dataset(fake_data)[40]
+    local = policy.predict(obs)
+    assert local.actions.shape == (8, 4) and local.trace.shape == (5, 2) and local.depth_tokens.shape == (16,)
+    with BackgroundServer(policy) as url, PolicyClient(url) as client:
+        assert isinstance(client, PolicyLike) and client.info == policy.info
+        remote = client.predict({k: obs[k] for k in ("rgb", "state", "instruction")})
+        np.testing.assert_array_equal(remote.actions, local.actions)
+        np.testing.assert_array_equal(remote.depth_tokens, local.depth_tokens)
+
+
+def test_attention_of_a_steered_policy_sees_the_inputs_its_prediction_saw(fake_data, tmp_path):
+    run = reasonact.train(fake_data, tmp_path / "run", config="debug", steps=2, reasoning="trace", steer_prob=0.5,
+                          progress=False)
+    policy = reasonact.load_policy(run)
+    seen = []
+    real = policy.model.prefix
+
+    def prefix(images, instr, state):
+        seen.append((images.clone(), instr.clone(), state.clone()))
+        return real(images, instr, state)
+
+    policy.model.prefix = prefix
+    obs, trace = load_dataset(fake_data)[5], np.array([[4.0, 4.0], [16.0, 20.0], [28.0, 28.0]])
+    pred = policy.predict(obs, trace=trace)
+    policy.attention(obs, prediction=pred, trace=trace)
+    (img_p, ins_p, st_p), (img_a, ins_a, st_a) = seen
+    assert torch.equal(img_p, img_a) and torch.equal(ins_p, ins_a) and torch.equal(st_p, st_a)
+    assert (st_p[0, 4:] == 0).all()  # steered: only proprioception is left in the state
+    unsteered = policy.inputs([obs]).state
+    assert not torch.equal(unsteered, st_p)
+
+
+def test_presets_scale_the_depth_tokenizer_and_warmup_is_checked(fake_data, tmp_path, capsys):
+    run = reasonact.train(fake_data, tmp_path / "run", config="debug", steps=2, reasoning="depth+trace", progress=False)
+    assert "VQ-VAE, 100 steps" in capsys.readouterr().out
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert saved["depth_vae_steps"] == 100 and saved["warmup"] == 0 and saved["config"] == "debug"
+    with pytest.raises(ValueError, match="--warmup 10 does not fit a run of 5 steps"):
+        reasonact.train(fake_data, tmp_path / "r2", config="debug", steps=5, warmup=10, progress=False)
+    with pytest.raises(ValueError, match="--steps must be at least 1"):
+        reasonact.train(fake_data, tmp_path / "r3", config="debug", steps=0, progress=False)
+    with pytest.raises(ValueError, match="--lr must be positive"):
+        reasonact.train(fake_data, tmp_path / "r4", config="debug", lr=-1.0, progress=False)
+
+
+def test_every_cli_option_has_help_and_train_flags_cover_every_config_field():
+    import argparse
+    from dataclasses import fields
+
+    from reasonact.cli import build_parser
+    from reasonact.training import TrainConfig
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help and action.help.strip(), f"{name} {action.option_strings} has no help"
+                shown = p._get_formatter()._get_help_string(action)
+                if action.default not in (None, False):
+                    assert "default" in shown, f"{name} {action.option_strings} does not show its default"
+    train = {a.dest for a in sub.choices["train"]._actions}
+    assert {f.name for f in fields(TrainConfig)} <= train
+    a = parser.parse_args(["train", "--data", "d", "--out", "o", "--trace-points", "7", "--no-augment",
+                           "--model-overrides", '{"d_model": 96}'])
+    assert a.trace_points == 7 and a.augment is False and a.model_overrides == {"d_model": 96} and a.lr is None
+    q = parser.parse_args(["quickstart", "--steps", "10", "--reasoning", "act"])
+    assert q.steps == 10 and q.reasoning == "act"
+    e = parser.parse_args(["eval", "--checkpoint", "c", "--out", "o", "--diffusion-steps", "4"])
+    assert e.diffusion_steps == 4
+
+
+def test_progress_written_to_a_file_is_a_few_plain_lines(tmp_path):
+    code = ("from reasonact.progress import progress_bar\nimport time\n"
+            "for i in progress_bar(range(2000), desc='work'):\n    pass\n")
+    log = tmp_path / "log"
+    with open(log, "w") as f:
+        subprocess.run([sys.executable, "-c", code], stderr=f, check=True)
+    text = log.read_text()
+    assert "\r" not in text and 1 <= len(text.splitlines()) <= 3 and "2000/2000" in text

@@ -12,9 +12,10 @@ _LAZY = {
     "load_dataset": ("reasonact.data.dataset", "load_dataset"),
     "show": ("reasonact.data.show", "show"),
     "make_env": ("reasonact.envs", "make_env"),
-    "train": ("reasonact.training", "train"),
+    "train": ("reasonact.training.loop", "train"),
+    "fake_dataset": ("reasonact.data.fake", "fake_dataset"),
     "load_policy": ("reasonact.policy", "load_policy"),
-    "evaluate": ("reasonact.evaluation", "evaluate"),
+    "evaluate": ("reasonact.evaluation.evaluate", "evaluate"),
     "annotate": ("reasonact.reasoning.annotate", "annotate"),
     "train_depth_vae": ("reasonact.tokenizers.depth_vae", "train_depth_vae"),
 }

@@ -1,26 +1,90 @@
-"""The ``reasonact`` command line: a thin layer over the Python functions of the same names."""
+"""The ``reasonact`` command line: a thin layer over the Python functions of the same names.
+
+The options of ``train``, ``eval`` and ``quickstart`` are generated from their config dataclasses
+(``TrainConfig``, ``EvalConfig``, ``QuickstartConfig``): every field is an option, with its help and default.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import typing
+from dataclasses import MISSING, fields
+
+WORKERS_HELP = "parallel simulator processes (default: the CPU count)"
+
+
+class _Help(argparse.HelpFormatter):
+    """Shows ``(default: X)`` for every option that has a default and does not say it already."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" not in text and action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _parser(sub, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+
+
+def _option_type(hint):
+    """argparse type for a field's annotation (``X | None`` -> X; dicts as JSON)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    base = args[0]
+    if base is dict:
+        return json.loads
+    return base
+
+
+def add_config_options(p: argparse.ArgumentParser, cls, *, defaults=None, skip=(), presets: dict | None = None) -> None:
+    """One option per field of the dataclass ``cls``, grouped as its fields say. Every option defaults to
+    None on the command line, so only what is given overrides the config (or preset) it lands on."""
+    hints = typing.get_type_hints(cls)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(cls):
+        if f.name in skip or "help" not in f.metadata:
+            continue
+        meta = f.metadata
+        group = groups.setdefault(meta["group"], p.add_argument_group(f"{meta['group']} options"))
+        default = getattr(defaults, f.name) if defaults is not None else (
+            f.default if f.default is not MISSING else f.default_factory())
+        shown = "" if "default" in meta["help"] or default is None else f"default: {default}"
+        if presets:
+            other = {k: getattr(v, f.name) for k, v in presets.items() if getattr(v, f.name) != default}
+            if other and f.name != "config":
+                shown += "; " * bool(shown) + ", ".join(f"{k} preset: {v}" for k, v in other.items())
+        text = meta["help"] + (f" ({shown})" if shown else "")
+        flag = "--" + f.name.replace("_", "-")
+        kind = _option_type(hints[f.name])
+        if kind is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=text)
+        else:
+            group.add_argument(flag, dest=f.name, type=kind, default=None, choices=meta.get("choices"),
+                               help=text)
+
+
+def _given(a, cls, skip=()) -> dict:
+    return {f.name: getattr(a, f.name) for f in fields(cls) if f.name not in skip and getattr(a, f.name, None) is not None}
 
 
 def _add_collect(sub) -> None:
-    p = sub.add_parser("collect", help="collect scripted-expert demonstrations from Meta-World into a dataset")
-    p.add_argument("--suite", default="mt10", help="mt10, mt50, or a single task such as reach-v3 (default: mt10)")
-    p.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks")
-    p.add_argument("--episodes-per-task", type=int, default=50)
-    p.add_argument("--out", required=True, help="dataset directory (re-run to resume or extend)")
-    p.add_argument("--resolution", type=int, default=128, help="square image size in pixels (default: 128)")
-    p.add_argument("--camera", default="corner2")
+    p = _parser(sub, "collect", "collect scripted-expert demonstrations from Meta-World into a dataset")
+    p.add_argument("--out", required=True, help="dataset directory (re-run the same command to resume or extend it)")
+    p.add_argument("--suite", default="mt10", help="mt10, mt50, or a single task such as reach-v3")
+    p.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks (default: all of them)")
+    p.add_argument("--episodes-per-task", type=int, default=50, help="successful episodes per task")
+    p.add_argument("--resolution", type=int, default=128, help="square image size in pixels")
+    p.add_argument("--camera", default="corner2", help="Meta-World camera name")
     p.add_argument("--state", dest="state_mode", default="goal", choices=["goal", "full"],
-                   help="goal: end effector, gripper and goal position (default); full: Meta-World's 39-d state")
-    p.add_argument("--workers", type=int, default=None, help="parallel simulator processes (default: CPU count)")
+                   help="goal: end effector, gripper and goal position; full: Meta-World's 39-d state")
+    p.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     p.add_argument("--seed", type=int, default=0, help="first layout seed; each task tries seeds upwards from it")
     p.add_argument("--expert", choices=["task", "path"], default="task",
-                   help="task: the task's scripted expert (default); path: random paths through the task's "
-                        "scene, trained only with the trace given (--steer-prob) to teach steering")
+                   help="task: the task's scripted expert; path: random paths through the task's scene, trained "
+                        "only with the trace given (--steer-prob) to teach steering")
 
     def run(a):
         from .data.collect import collect
@@ -33,11 +97,11 @@ def _add_collect(sub) -> None:
 
 
 def _add_show(sub) -> None:
-    p = sub.add_parser("show", help="write a video (.mp4/.gif) or contact sheet (.png) of an episode with its trace")
-    p.add_argument("--data", required=True)
-    p.add_argument("--episode", type=int, default=0)
+    p = _parser(sub, "show", "write a video (.mp4/.gif) or contact sheet (.png) of an episode with its trace")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--episode", type=int, default=0, help="episode number (its position in the dataset)")
     p.add_argument("--out", required=True, help="output file: .png, .mp4 or .gif")
-    p.add_argument("--scale", type=int, default=0, help="upscaling factor (default: to about 256 px)")
+    p.add_argument("--scale", type=int, default=0, help="upscaling factor (0: to about 256 px)")
 
     def run(a):
         from .data.show import show
@@ -49,81 +113,50 @@ def _add_show(sub) -> None:
 
 def _add_quickstart(sub) -> None:
     from .quickstart import QuickstartConfig
+    from .training.config import TrainConfig
 
     d = QuickstartConfig()
-    p = sub.add_parser("quickstart", help="the main job end to end on a small default (what `make demo` runs)")
-    p.add_argument("--out", default="demo")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--tasks", default=None, help=f"default: {d.tasks}")
-    p.add_argument("--episodes-per-task", type=int, default=None, help=f"default: {d.episodes_per_task}")
-    p.add_argument("--steps", type=int, default=None, help=f"training steps (default: {d.steps})")
-    p.add_argument("--eval-episodes", type=int, default=None, help=f"default: {d.eval_episodes}")
-    p.add_argument("--decoder", choices=["ar", "diffusion"], default=None, help=f"default: {d.decoder}")
-    p.add_argument("--reasoning", default=None, help=f"default: {d.reasoning}")
+    p = _parser(sub, "quickstart", "the main job end to end on a small default (what `make demo` runs)")
+    p.add_argument("--out", default="demo", help="directory for the dataset, the run and the report")
+    p.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
+    add_config_options(p, QuickstartConfig, defaults=d)
+    add_config_options(p, TrainConfig, defaults=d.train)
 
     def run(a):
         from .quickstart import quickstart
 
-        opts = {k: getattr(a, k) for k in ("tasks", "episodes_per_task", "steps", "eval_episodes", "decoder", "reasoning")}
-        quickstart(a.out, workers=a.workers, **{k: v for k, v in opts.items() if v is not None})
+        quickstart(a.out, workers=a.workers, **_given(a, QuickstartConfig, skip=("train",)), **_given(a, TrainConfig))
 
     p.set_defaults(func=run)
 
 
 def _add_train(sub) -> None:
-    from .training import TrainConfig
+    from .training.config import TRAIN_PRESETS, TrainConfig
 
-    d = TrainConfig()
-    p = sub.add_parser("train", help="train an Action Reasoning Model on a dataset")
-    p.add_argument("--data", default=None, help="dataset directory (with --resume: defaults to the run's dataset)")
+    p = _parser(sub, "train", "train an Action Reasoning Model on a dataset")
+    p.add_argument("--data", default=None, help="dataset directory (with --resume: the run's own dataset if left out)")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--config", default=None, help=f"model preset: debug, tiny, small, base (default: {d.config})")
-    p.add_argument("--decoder", choices=["ar", "diffusion"], default=None, help=f"default: {d.decoder}")
-    p.add_argument("--reasoning", default=None,
-                   help=f"act, trace, depth+trace, full (rationale+depth+trace) (default: {d.reasoning})")
-    p.add_argument("--steps", type=int, default=None, help=f"optimiser steps (default: {d.steps})")
-    p.add_argument("--batch-size", type=int, default=None, help=f"global batch size (default: {d.batch_size})")
-    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default: {d.lr})")
-    p.add_argument("--horizon", type=int, default=None, help=f"action chunk length (default: {d.horizon})")
-    p.add_argument("--steer-prob", type=float, default=None,
-                   help="share of samples trained with the trace given (steering) (default: 0)")
-    p.add_argument("--lambda-reason", type=float, default=None, help=f"reasoning loss weight (default: {d.lambda_reason})")
-    p.add_argument("--freeze-layers", type=int, default=None, help="freeze the vision encoder and the lowest K layers")
-    p.add_argument("--init", default=None, help="start from another run's weights, tokenizers and state normalisation")
-    p.add_argument("--depth-vae", default=None, help="a trained depth tokenizer directory (else one is trained)")
-    p.add_argument("--val-fraction", type=float, default=None, help="share of episodes held out for validation loss")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None)
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (CUDA)")
-    p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
-    p.add_argument("--save-every", type=int, default=None)
-    p.add_argument("--log-every", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_config_options(p, TrainConfig, defaults=TRAIN_PRESETS["tiny"], presets=TRAIN_PRESETS)
 
     def run(a):
-        from .training import train
+        from .training.loop import train
 
-        opts = {k: getattr(a, k) for k in ("config", "decoder", "reasoning", "steps", "batch_size", "lr", "horizon",
-                                          "steer_prob", "lambda_reason", "freeze_layers", "init", "depth_vae",
-                                          "val_fraction", "precision", "compile", "augment", "save_every",
-                                          "log_every", "seed")}
-        if a.data is None and not a.resume:
-            raise ValueError("--data is required (except with --resume)")
-        out = train(a.data, a.out, resume=a.resume, device=a.device, **opts)
+        out = train(a.data, a.out, resume=a.resume, device=a.device, **_given(a, TrainConfig))
         print(f"run directory: {out}")
 
     p.set_defaults(func=run)
 
 
 def _add_train_depth_vae(sub) -> None:
-    p = sub.add_parser("train-depth-vae", help="train the depth tokenizer (a VQ-VAE) on a dataset's depth maps")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--codebook", type=int, default=128)
+    p = _parser(sub, "train-depth-vae", "train the depth tokenizer (a VQ-VAE) on a dataset's depth maps")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--out", required=True, help="output directory (use it with `train --depth-vae`)")
+    p.add_argument("--steps", type=int, default=1500, help="optimiser steps")
+    p.add_argument("--codebook", type=int, default=128, help="number of depth codes")
     p.add_argument("--grid", type=int, default=4, help="latent grid: grid x grid tokens per image")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
 
     def run(a):
         from .tokenizers.depth_vae import train_depth_vae
@@ -136,44 +169,35 @@ def _add_train_depth_vae(sub) -> None:
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="closed-loop success rates on held-out layouts")
+    from .evaluation.evaluate import EvalConfig
+
+    p = _parser(sub, "eval", "closed-loop success rates on held-out layouts")
     p.add_argument("--checkpoint", required=True, help="run directory written by `reasonact train`")
-    p.add_argument("--suite", default="mt10")
-    p.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks")
-    p.add_argument("--episodes-per-task", type=int, default=20)
     p.add_argument("--out", required=True, help="report directory")
-    p.add_argument("--decoder", choices=["ar", "diffusion"], default=None, help="must match the trained decoder")
-    p.add_argument("--steps", type=int, default=None, help="diffusion refinement rounds T (default: 12)")
-    p.add_argument("--execute", type=int, default=None, help="actions run per chunk (default: the whole chunk)")
-    p.add_argument("--workers", type=int, default=None, help="simulator processes (default: CPU count)")
-    p.add_argument("--video", action="store_true", help="write rollout videos with the predicted trace")
-    p.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the task's, 500)")
-    p.add_argument("--instructions", choices=["canonical", "paraphrase", "unseen"], default="canonical",
-                   help="phrasing of the instruction: the task's own, a seen paraphrase, or one never used in training")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
+    add_config_options(p, EvalConfig)
 
     def run(a):
         from .evaluation import evaluate
         from .machine import describe
 
-        r = evaluate(a.checkpoint, a.out, suite=a.suite, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
-                     decoder=a.decoder, steps=a.steps, execute=a.execute, workers=a.workers, video=a.video,
-                     max_steps=a.max_steps, device=a.device, instructions=a.instructions)
+        r = evaluate(a.checkpoint, a.out, device=a.device, **_given(a, EvalConfig))
         for t, v in r["tasks"].items():
             print(f"{t:28s} {v['success_rate']:6.1%}  [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}]  n={v['episodes']}")
-        print(f"{'mean':28s} {r['success_rate']:6.1%}   latency {r['latency_ms_per_chunk']:.1f} ms/chunk, "
-              f"{r['nfe_per_chunk']:.0f} passes/chunk, on {describe(r['machine'])}")
+        cost = (f"latency {r['latency_ms_per_chunk']:.1f} ms/chunk, {r['nfe_per_chunk']:.0f} passes/chunk"
+                if r["latency_ms_per_chunk"] is not None else "no prediction made")
+        print(f"{'mean':28s} {r['success_rate']:6.1%}   {cost}, on {describe(r['machine'])}")
         print(f"report: {a.out}/report.md")
 
     p.set_defaults(func=run)
 
 
 def _add_serve(sub) -> None:
-    p = sub.add_parser("serve", help="serve a policy over a websocket (msgpack + numpy; see docs/serving.md)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--device", default=None)
+    p = _parser(sub, "serve", "serve a policy over a websocket (msgpack + numpy; see docs/serving.md)")
+    p.add_argument("--checkpoint", required=True, help="run directory written by `reasonact train`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8765, help="port to listen on")
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
 
     def run(a):
         from .serve.server import serve
@@ -184,14 +208,14 @@ def _add_serve(sub) -> None:
 
 
 def _add_console(sub) -> None:
-    p = sub.add_parser("console", help="a browser console to watch and steer a policy in a live episode")
-    p.add_argument("--checkpoint", required=True)
+    p = _parser(sub, "console", "a browser console to watch and steer a policy in a live episode")
+    p.add_argument("--checkpoint", required=True, help="run directory written by `reasonact train`")
     p.add_argument("--task", required=True, help="a Meta-World task, e.g. reach-v3")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--seed", type=int, default=None, help="first layout (default: a held-out one)")
     p.add_argument("--execute", type=int, default=None, help="actions run per Step (default: the whole chunk)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
 
     def run(a):
         from .serve.console import console
@@ -202,9 +226,10 @@ def _add_console(sub) -> None:
 
 
 def _add_annotate(sub) -> None:
-    p = sub.add_parser("annotate", help="add teacher-written reasoning rationales to a dataset")
-    p.add_argument("--data", required=True)
-    p.add_argument("--teacher", choices=["privileged", "openai"], default="privileged")
+    p = _parser(sub, "annotate", "add teacher-written reasoning rationales to a dataset")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--teacher", choices=["privileged", "openai"], default="privileged",
+                   help="privileged: written from the simulator's state; openai: an OpenAI-compatible endpoint")
     p.add_argument("--every", type=int, default=1, help="annotate every K-th step; the others inherit the nearest")
     p.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--model", default=None, help="model name at the endpoint")
@@ -224,18 +249,19 @@ def _add_annotate(sub) -> None:
 
 
 def _add_attention(sub) -> None:
-    p = sub.add_parser("attention", help="PNG maps of where the action tokens attend in the image")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--episode", type=int, default=0)
+    p = _parser(sub, "attention", "PNG maps of where the action tokens attend in the image")
+    p.add_argument("--checkpoint", required=True, help="run directory written by `reasonact train`")
+    p.add_argument("--data", required=True, help="dataset directory (at the policy's resolution)")
+    p.add_argument("--episode", type=int, default=0, help="episode number (its position in the dataset)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--frames", type=int, default=6)
-    p.add_argument("--device", default=None)
+    p.add_argument("--frames", type=int, default=6, help="frames of the episode to explain")
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
 
     def run(a):
+        from .policy import load_policy
         from .viz.attention import attention_report
 
-        print(attention_report(a.checkpoint, a.data, a.episode, a.out, frames=a.frames, device=a.device))
+        print(attention_report(load_policy(a.checkpoint, a.device), a.data, a.episode, a.out, frames=a.frames))
 
     p.set_defaults(func=run)
 

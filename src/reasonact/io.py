@@ -15,6 +15,13 @@ import numpy as np
 DEPTH_SCALE = 1e-4  # metres per unit of the stored uint16 depth: 0.1 mm steps, 6.5535 m at most
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file under the process's umask (``mkstemp`` would give 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
@@ -27,6 +34,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        # mkstemp (and some writers, e.g. safetensors) leave 0600: give the mode any file the user writes has,
+        # so that a lab's shared storage can read datasets and runs
+        os.chmod(tmp_path, _file_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

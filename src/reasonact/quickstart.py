@@ -1,5 +1,5 @@
 """``reasonact quickstart`` (what ``make demo`` runs): the main job, end to end, on a small default that
-fits a 2-core laptop CPU in about 20 minutes: collect expert demonstrations for a few Meta-World tasks,
+fits a 2-core laptop CPU in about 15 minutes: collect expert demonstrations for a few Meta-World tasks,
 train the ``tiny`` model, evaluate it on held-out layouts, and write a report with plots and videos.
 
 Every stage resumes: re-running the command after an interruption continues where it stopped.
@@ -8,32 +8,46 @@ Every stage resumes: re-running the command after an interruption continues wher
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from .settings import setting
+from .training.config import TRAIN_PRESETS, TrainConfig
 
-@dataclass
+QUICKSTART_TRAIN = replace(TRAIN_PRESETS["tiny"], reasoning="trace", steps=1000)
+
+
+@dataclass(frozen=True)
 class QuickstartConfig:
-    tasks: str = "reach-v3,drawer-open-v3,drawer-close-v3,window-close-v3"
-    episodes_per_task: int = 30
-    resolution: int = 64
-    config: str = "tiny"
-    decoder: str = "diffusion"
-    reasoning: str = "trace"
-    steps: int = 1000
-    batch_size: int = 64
-    eval_episodes: int = 10
-    seed: int = 0
+    tasks: str = setting("reach-v3,drawer-open-v3,drawer-close-v3,window-close-v3", "comma-separated Meta-World tasks",
+                         "quickstart")
+    episodes_per_task: int = setting(30, "expert episodes collected per task", "quickstart")
+    resolution: int = setting(64, "camera image size in pixels", "quickstart")
+    eval_episodes: int = setting(10, "held-out layouts evaluated per task", "quickstart")
+    train: TrainConfig = field(default=QUICKSTART_TRAIN)  # the training settings (every TrainConfig field)
+
+    @classmethod
+    def make(cls, **overrides) -> "QuickstartConfig":
+        """Own fields and TrainConfig fields alike, by name (None values are ignored)."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        own = {f.name for f in fields(cls)} - {"train"}
+        train_names = {f.name for f in fields(TrainConfig)}
+        bad = set(overrides) - own - train_names
+        if bad:
+            raise ValueError(f"unknown quickstart option(s) {sorted(bad)}")
+        train = replace(QUICKSTART_TRAIN, **{k: v for k, v in overrides.items() if k in train_names})
+        return cls(**{k: v for k, v in overrides.items() if k in own}, train=train)
 
 
 def quickstart(out: str | Path = "demo", *, workers: int | None = None, progress: bool = True, **overrides) -> dict:
+    from .checkpoint import has_training_state, read_metrics
     from .data.collect import collect
     from .evaluation import evaluate
     from .io import write_json_atomic
     from .machine import describe, machine_info
-    from .training import train
+    from .training.loop import train
 
-    cfg = QuickstartConfig(**overrides)
+    cfg = QuickstartConfig.make(**overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -44,18 +58,16 @@ def quickstart(out: str | Path = "demo", *, workers: int | None = None, progress
 
     t = stage("1/3 collect", f"{cfg.episodes_per_task} expert episodes for each of {cfg.tasks} at {cfg.resolution} px")
     summary = collect(out / "data", suite="mt10", tasks=cfg.tasks, episodes_per_task=cfg.episodes_per_task,
-                      resolution=cfg.resolution, workers=workers, seed=cfg.seed, progress=progress)
+                      resolution=cfg.resolution, workers=workers, seed=cfg.train.seed, progress=progress)
     print(summary)
     timings["collect_s"] = time.time() - t
 
-    run = out / "run"
-    t = stage("2/3 train", f"the {cfg.config} model, {cfg.decoder} decoder, reasoning {cfg.reasoning}, {cfg.steps} steps")
-    opts = dict(config=cfg.config, decoder=cfg.decoder, reasoning=cfg.reasoning, steps=cfg.steps,
-                batch_size=cfg.batch_size, seed=cfg.seed)
-    if (run / "checkpoint.pt").exists():
-        train(None, run, resume=True, steps=cfg.steps, progress=progress)
+    run, tc = out / "run", cfg.train
+    t = stage("2/3 train", f"the {tc.config} model, {tc.decoder} decoder, reasoning {tc.reasoning}, {tc.steps} steps")
+    if has_training_state(run):
+        train(None, run, resume=True, steps=tc.steps, progress=progress)
     else:
-        train(out / "data", run, progress=progress, **opts)
+        train(out / "data", run, progress=progress, **asdict(tc))
     timings["train_s"] = time.time() - t
 
     t = stage("3/3 evaluate", f"{cfg.eval_episodes} held-out layouts per task, with videos")
@@ -63,15 +75,12 @@ def quickstart(out: str | Path = "demo", *, workers: int | None = None, progress
                       workers=workers, video=True, progress=progress)
     timings["eval_s"] = time.time() - t
 
-    metrics = [line for line in (run / "metrics.jsonl").read_text().splitlines() if line]
-    import json
-
-    last = json.loads(metrics[-1]) if metrics else {}
+    metrics = read_metrics(run)
     result = {
         "config": asdict(cfg),
         "success_rate": report["success_rate"],
         "tasks": {k: v["success_rate"] for k, v in report["tasks"].items()},
-        "final_action_loss": last.get("loss_act"),
+        "final_action_loss": metrics[-1].get("loss_act") if metrics else None,
         "timings_s": timings,
         "machine": machine_info(),
         "paths": {"data": str(out / "data"), "run": str(run), "report": str(out / "eval" / "report.md"),

@@ -19,22 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..io import encode_depth, encode_png, write_json_atomic, write_parquet_atomic
+from ..io import encode_depth, encode_png, write_json_atomic
 from .format import (
     CODEBASE_VERSION,
-    FPS,
+    EXPERTS,
     IMAGE_COLUMNS,
-    SETTING_KEYS,
-    DatasetError,
-    episode_file,
-    episode_schema,
-    read_info,
+    append_failure,
+    check_settings,
+    existing_episodes,
+    finalize,
+    read_failures,
+    write_episode,
 )
 
-EXPERTS = ("task", "path")
 MAX_FAILURES_PER_TASK = 20  # an expert that fails this often on a task is reported, not retried forever
 
 
@@ -127,113 +125,17 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
     return result
 
 
-# ---------------------------------------------------------------------------------------------
-# main side
-def _existing_episodes(root: Path) -> list[dict]:
-    """Episodes already on disk, read from each file's own metadata (the files are the truth)."""
-    episodes = []
-    for f in sorted((root / "data").glob("chunk-*/episode_*.parquet")):
-        meta = pq.read_metadata(f)
-        kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
-        if "reasonact.task" not in kv:
-            raise DatasetError(f"{f} has no reasonact metadata; the dataset at {root} is damaged")
-        episodes.append(
-            {
-                "episode_index": int(kv["reasonact.episode_index"]),
-                "task": kv["reasonact.task"],
-                "seed": int(kv["reasonact.seed"]),
-                "expert": kv.get("reasonact.expert", "task"),
-                "length": meta.num_rows,
-                "file": str(f.relative_to(root)),
-            }
-        )
-    episodes.sort(key=lambda e: e["episode_index"])
-    return episodes
-
-
-def _read_failures(root: Path) -> list[dict]:
-    import json
-
-    path = root / "meta" / "failures.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line from a crash: ignore it
-            continue
-    return out
-
-
-def _append_failure(root: Path, task: str, seed: int, expert: str) -> None:
-    import json
-
-    path = root / "meta" / "failures.jsonl"
-    with open(path, "a") as f:
-        f.write(json.dumps({"task": task, "seed": seed, "expert": expert}) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _write_episode(root: Path, result: dict, episode_index: int, first_index: int, task_index: int) -> Path:
-    cols = result["columns"]
-    n = result["length"]
-    state_dim, action_dim, priv_dim = result["dims"]
-    schema = episode_schema(state_dim, action_dim, priv_dim).with_metadata(
-        {
-            "reasonact.task": result["task"],
-            "reasonact.seed": str(result["seed"]),
-            "reasonact.expert": result["expert"],
-            "reasonact.episode_index": str(episode_index),
-        }
-    )
-
-    def fixed(arr: np.ndarray, width: int) -> pa.Array:
-        return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1), pa.float32()), width)
-
-    table = pa.Table.from_arrays(
-        [
-            pa.array(np.arange(first_index, first_index + n), pa.int64()),
-            pa.array(np.full(n, episode_index), pa.int64()),
-            pa.array(np.arange(n), pa.int64()),
-            pa.array(np.arange(n, dtype=np.float32) / FPS, pa.float32()),
-            pa.array(np.full(n, task_index), pa.int64()),
-            pa.array(cols["observation.image"], pa.binary()),
-            pa.array(cols["observation.depth"], pa.binary()),
-            fixed(cols["observation.state"], state_dim),
-            fixed(cols["observation.ee_pos"], 3),
-            fixed(cols["observation.camera_intrinsics"], 9),
-            fixed(cols["observation.camera_extrinsics"], 16),
-            fixed(cols["observation.privileged"], priv_dim),
-            fixed(cols["action"], action_dim),
-            pa.array(cols["next.success"], pa.bool_()),
-        ],
-        schema=schema,
-    )
-    path = episode_file(root, episode_index)
-    # PNG bytes do not compress further; everything else is zstd.
-    write_parquet_atomic(table, path, compression={c: "none" if c in IMAGE_COLUMNS else "zstd" for c in table.column_names})
-    return path
-
-
-def _check_settings(root: Path, settings: dict) -> dict | None:
-    """Return the existing info if ``root`` holds a compatible dataset; raise if it holds another."""
-    if not root.exists() or not any(root.iterdir()):
-        return None
-    if not (root / "meta" / "info.json").exists():
-        raise DatasetError(
-            f"{root} exists and is not empty but holds no reasonact dataset; choose another --out "
-            "or empty it"
-        )
-    info = read_info(root)
-    diffs = [f"{k}: {info.get(k)!r} there, {settings[k]!r} asked" for k in SETTING_KEYS if info.get(k) != settings[k]]
-    if diffs:
-        raise DatasetError(
-            f"{root} holds a dataset collected with other settings ({'; '.join(diffs)}). Collect into "
-            "another --out, or repeat the original settings to resume or extend it."
-        )
-    return info
+def _open(root: Path, settings: dict, task_list: list[str]) -> list[str]:
+    """Create the dataset or check that it was collected with these settings; mark it incomplete until
+    :func:`finalize`. Returns every task it holds."""
+    info = check_settings(root, settings)
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    if info is None:
+        info = {"codebase_version": CODEBASE_VERSION, **settings, "complete": False, "tasks": []}
+    all_tasks = list(dict.fromkeys(list(info.get("tasks", [])) + task_list))
+    info.update(tasks=all_tasks, complete=False)
+    write_json_atomic(root / "meta" / "info.json", info)
+    return all_tasks
 
 
 def collect(
@@ -268,18 +170,10 @@ def collect(
         raise ValueError(f"workers must be at least 1, got {workers}")
 
     root = Path(out)
-    settings = {"env": "metaworld", "suite": suite, "resolution": resolution, "camera": camera,
-                "state_mode": state_mode, "seed": seed}
-    info = _check_settings(root, settings)
-    (root / "meta").mkdir(parents=True, exist_ok=True)
-    if info is None:
-        info = {"codebase_version": CODEBASE_VERSION, **settings, "complete": False, "tasks": []}
-    all_tasks = list(dict.fromkeys(list(info.get("tasks", [])) + task_list))
-    info.update(tasks=all_tasks, complete=False)
-    write_json_atomic(root / "meta" / "info.json", info)
-
-    existing = _existing_episodes(root)
-    failures = _read_failures(root)
+    all_tasks = _open(root, {"env": "metaworld", "suite": suite, "resolution": resolution, "camera": camera,
+                             "state_mode": state_mode, "seed": seed}, task_list)
+    existing = existing_episodes(root)
+    failures = read_failures(root)
     tried: dict[str, set[int]] = defaultdict(set)
     have: dict[str, int] = defaultdict(int)
     for e in existing:  # every layout is used once, by either expert; counts are of this expert's
@@ -311,23 +205,23 @@ def collect(
     new_episodes = 0
     t0 = time.time()
 
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
-    bar = tqdm(total=total_needed, desc="collect", unit="ep", disable=not progress or total_needed == 0)
+    bar = progress_bar(total=total_needed, desc="collect", unit="ep", disable=not progress or total_needed == 0)
 
     def handle(result: dict) -> tuple[str, int] | None:
         """Write a finished episode or log a failure; return a replacement job if one is needed."""
         nonlocal next_episode, next_frame, new_episodes
         task = result["task"]
         if result["success"]:
-            _write_episode(root, result, next_episode, next_frame, task_index[task])
+            write_episode(root, result, next_episode, next_frame, task_index[task])
             next_episode += 1
             next_frame += result["length"]
             new_episodes += 1
             have[task] += 1
             bar.update(1)
             return None
-        _append_failure(root, task, result["seed"], expert)
+        append_failure(root, task, result["seed"], expert)
         new_failures[task] += 1
         n_failed[task] += 1
         bar.set_postfix(failures=sum(new_failures.values()))
@@ -340,46 +234,9 @@ def collect(
     args = (resolution, camera, state_mode, expert)
     try:
         if workers == 1 or total_needed <= 1:
-            queue = list(jobs)
-            while queue:
-                task, s = queue.pop(0)
-                if task in gave_up:
-                    continue
-                replacement = handle(run_expert_episode(task, s, *args))
-                if replacement:
-                    queue.append(replacement)
+            _run_here(jobs, handle, args, gave_up)
         else:
-            ctx = mp.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=min(workers, total_needed), mp_context=ctx,
-                                        initializer=_worker_init) as pool:
-                task_of = {pool.submit(run_expert_episode, t, s, *args): t for t, s in jobs}
-                pending = set(task_of)
-                try:
-                    while pending:
-                        done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                        for fut in done:
-                            if fut.cancelled():
-                                continue
-                            try:
-                                result = fut.result()
-                            except cf.process.BrokenProcessPool as e:
-                                raise RuntimeError(
-                                    "a collection worker died (simulator crash?). Finished episodes are "
-                                    "saved; re-run the same command to resume."
-                                ) from e
-                            replacement = handle(result)
-                            if replacement:
-                                new = pool.submit(run_expert_episode, *replacement, *args)
-                                task_of[new] = replacement[0]
-                                pending.add(new)
-                            elif result["task"] in gave_up:  # drop its queued jobs
-                                for f in pending:
-                                    if task_of[f] == result["task"]:
-                                        f.cancel()
-                except BaseException:
-                    for fut in pending:
-                        fut.cancel()
-                    raise
+            _run_in_pool(jobs, handle, args, gave_up, min(workers, total_needed))
     finally:
         bar.close()
         if _WORKER_ENV is not None and workers == 1:
@@ -398,76 +255,52 @@ def collect(
     )
 
 
+
+def _run_here(jobs: list, handle, args: tuple, gave_up: list) -> None:
+    """Run the jobs one after another in this process (``handle`` may queue a replacement)."""
+    queue = list(jobs)
+    while queue:
+        task, s = queue.pop(0)
+        if task in gave_up:
+            continue
+        replacement = handle(run_expert_episode(task, s, *args))
+        if replacement:
+            queue.append(replacement)
+
+
+def _run_in_pool(jobs: list, handle, args: tuple, gave_up: list, workers: int) -> None:
+    """Run the jobs in simulator worker processes; results are handled here, in the main process."""
+    ctx = mp.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+        task_of = {pool.submit(run_expert_episode, t, s, *args): t for t, s in jobs}
+        pending = set(task_of)
+        try:
+            while pending:
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    if fut.cancelled():
+                        continue
+                    try:
+                        result = fut.result()
+                    except cf.process.BrokenProcessPool as e:
+                        raise RuntimeError("a collection worker died (simulator crash?). Finished episodes are "
+                                           "saved; re-run the same command to resume.") from e
+                    replacement = handle(result)
+                    if replacement:
+                        new = pool.submit(run_expert_episode, *replacement, *args)
+                        task_of[new] = replacement[0]
+                        pending.add(new)
+                    elif result["task"] in gave_up:  # drop its queued jobs
+                        for f in pending:
+                            if task_of[f] == result["task"]:
+                                f.cancel()
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+
 def _close_local_env() -> None:
     global _WORKER_ENV
     if _WORKER_ENV is not None:
         _WORKER_ENV[1].close()
         _WORKER_ENV = None
-
-
-def finalize(root: Path) -> int:
-    """(Re)write meta/: episodes, tasks, stats and info, from the episode files on disk."""
-    from ..envs import task_text
-    from .format import features
-    from .stats import compute_stats
-
-    root = Path(root)
-    info = read_info(root)
-    episodes = _existing_episodes(root)
-    failures = _read_failures(root)
-    tasks = info["tasks"]
-    first = 0
-    for e in episodes:
-        e["first_index"] = first
-        first += e["length"]
-    write_parquet_atomic(
-        pa.Table.from_pylist(episodes, schema=pa.schema([
-            ("episode_index", pa.int64()), ("task", pa.string()), ("seed", pa.int64()), ("expert", pa.string()),
-            ("length", pa.int64()), ("file", pa.string()), ("first_index", pa.int64())])),
-        root / "meta" / "episodes.parquet",
-    )
-    texts = [task_text(t) for t in tasks]
-    write_parquet_atomic(
-        pa.table({
-            "task_index": list(range(len(tasks))),
-            "task": tasks,
-            "instruction": [x.instruction for x in texts],
-            "paraphrases": [list(x.paraphrases) for x in texts],
-            "unseen": [list(x.unseen) for x in texts],
-        }),
-        root / "meta" / "tasks.parquet",
-    )
-    files = [root / e["file"] for e in episodes]
-    state_dim = action_dim = priv_dim = 0
-    if files:
-        numeric = pq.read_table(files, columns=["observation.state", "action", "observation.privileged"])
-        actions = np.asarray(numeric["action"].combine_chunks().flatten()).reshape(numeric.num_rows, -1)
-        states = np.asarray(numeric["observation.state"].combine_chunks().flatten()).reshape(numeric.num_rows, -1)
-        priv_dim = len(numeric["observation.privileged"][0])
-        state_dim, action_dim = states.shape[1], actions.shape[1]
-        write_json_atomic(root / "meta" / "stats.json", {"action": compute_stats(actions), "state": compute_stats(states)})
-    seeds: dict[str, list[int]] = {t: [] for t in tasks}
-    for e in episodes:
-        seeds.setdefault(e["task"], []).append(e["seed"])
-    failed: dict[str, list[int]] = {}
-    for f in failures:
-        failed.setdefault(f["task"], []).append(f["seed"])
-    info.update(
-        complete=bool(files),
-        total_episodes=len(episodes),
-        experts={x: sum(e["expert"] == x for e in episodes) for x in EXPERTS},
-        total_frames=first,
-        total_tasks=len(tasks),
-        fps=FPS,
-        chunks_size=1000,
-        data_path="data/chunk-{chunk:03d}/episode_{episode:06d}.parquet",
-        robot_type="sawyer",
-        action_space="metaworld-xyz-delta+gripper",
-        state_dim=state_dim,
-        action_dim=action_dim,
-        features=features(info["resolution"], state_dim, action_dim, priv_dim),
-        seeds={t: sorted(v) for t, v in seeds.items()},
-        failed_seeds={t: sorted(v) for t, v in failed.items()},
-    )
-    write_json_atomic(root / "meta" / "info.json", info)
-    return first

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from ..envs.camera import project
-from ..io import decode_depth, decode_png, read_json
-from .format import DatasetError, read_info
+from ..io import decode_depth, decode_png
+from .format import DatasetError, read_episodes, read_frames, read_info, read_rationales, read_stats, read_tasks
 
 
 def _fixed(table, column: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -39,20 +38,15 @@ class ReasonactDataset:
                 f"the dataset at {self.root} is incomplete (collection interrupted?); re-run the same "
                 "`reasonact collect` command to finish it"
             )
-        stats_path = self.root / "meta" / "stats.json"
-        if not stats_path.exists():
-            raise DatasetError(f"dataset at {self.root} has no meta/stats.json; re-run `reasonact collect` on it")
-        self.stats: dict[str, dict[str, list[float]]] = read_json(stats_path)
-        self.episodes: list[dict] = pq.read_table(self.root / "meta" / "episodes.parquet").to_pylist()
-        for e in self.episodes:
-            e.setdefault("expert", "task")  # datasets written before random-path episodes existed
-        self.tasks: list[dict] = pq.read_table(self.root / "meta" / "tasks.parquet").to_pylist()
+        self.stats: dict[str, dict[str, list[float]]] = read_stats(self.root)
+        self.episodes: list[dict] = read_episodes(self.root)
+        self.tasks: list[dict] = read_tasks(self.root)
         self.task_names = [t["task"] for t in self.tasks]
         self.trace_points = int(trace_points)
         if self.trace_points < 1:
             raise ValueError(f"trace_points must be >= 1, got {trace_points}")
 
-        table = pq.read_table([self.root / e["file"] for e in self.episodes])
+        table = read_frames(self.root, self.episodes)
         n = table.num_rows
         self.resolution = int(self.info["resolution"])
         self.actions = _fixed(table, "action", (self.info["action_dim"],))
@@ -81,10 +75,10 @@ class ReasonactDataset:
         self.path_frames = path_episode[rows] if n else np.zeros(0, bool)
         self.traces = self._compute_traces()
         self._rationales: list[str | None] | None = None
-        rationale_file = self.root / "meta" / "rationales.parquet"
-        if rationale_file.exists():
-            texts = pq.read_table(rationale_file, columns=["rationale"])["rationale"].to_pylist()
-            self._rationales = texts if len(texts) == n else None
+        try:
+            self._rationales = read_rationales(self.root, n)
+        except DatasetError:  # incomplete annotation: ``rationales()`` says so when they are needed
+            pass
 
     # -- access ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -132,6 +126,11 @@ class ReasonactDataset:
         idx = np.asarray(indices)[:, None] + np.arange(horizon)[None]
         idx = np.minimum(idx, self.episode_end[np.asarray(indices)][:, None] - 1)
         return self.actions[idx]
+
+    def rationales(self) -> list[str] | None:
+        """One rationale per frame (``reasonact annotate``), or None when the dataset has none; raises when
+        the annotation is incomplete."""
+        return read_rationales(self.root, len(self))
 
     def seeds(self) -> dict[str, list[int]]:
         """Every seed the collection used or tried, per task: evaluation must avoid them all."""

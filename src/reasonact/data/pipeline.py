@@ -7,63 +7,27 @@ Everything is a tensor on the training device, so a batch costs a few indexing o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..envs.base import PROPRIO_DIMS
-from ..tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
+from ..checkpoint import StateNorm, Tokenizers
+from ..progress import progress_bar
+from ..transforms import encode_instructions, hide_task_state, resize_images
 from .dataset import ReasonactDataset
 
 
 def frames_tensor(ds: ReasonactDataset, size: int, indices: np.ndarray | None = None, progress: bool = True) -> torch.Tensor:
     """(N, 3, size, size) uint8 frames, resized with area averaging when size differs."""
-    from tqdm.auto import tqdm
-
     idx = np.arange(len(ds)) if indices is None else np.asarray(indices)
     out = torch.empty((len(idx), 3, size, size), dtype=torch.uint8)
     step = 1024
-    for k in tqdm(range(0, len(idx), step), desc="decode frames", disable=not progress or len(idx) < 4 * step, unit="chunk"):
+    for k in progress_bar(range(0, len(idx), step), desc="decode frames", disable=not progress or len(idx) < 4 * step,
+                       unit="chunk"):
         chunk = idx[k: k + step]
         imgs = torch.from_numpy(np.stack([ds.image(int(i)) for i in chunk])).permute(0, 3, 1, 2)
         out[k: k + len(chunk)] = resize_images(imgs, size)
     return out
-
-
-def resize_images(imgs: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 3, H, W) uint8 -> (B, 3, size, size) uint8."""
-    if imgs.shape[-1] == size and imgs.shape[-2] == size:
-        return imgs
-    x = F.interpolate(imgs.float(), size=(size, size), mode="area" if imgs.shape[-1] > size else "bilinear")
-    return x.round().clamp(0, 255).to(torch.uint8)
-
-
-def encode_instructions(texts: list[str], text_tok: TextTokenizer, vocab: Vocab, length: int) -> torch.Tensor:
-    """list of str -> (N, length) ids (text range), right-padded with <pad>, truncated to length."""
-    out = torch.full((len(texts), length), vocab.pad, dtype=torch.long)
-    off = vocab.offset("text")
-    for i, t in enumerate(texts):
-        ids = text_tok.encode(t)[:length]
-        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long) + off
-    return out
-
-
-def encode_rationale(text: str, text_tok: TextTokenizer, vocab: Vocab, length: int) -> torch.Tensor:
-    """Rationale text -> (length,) ids: text, <eot>, then <pad> (truncated to leave room for <eot>)."""
-    ids = [i + vocab.offset("text") for i in text_tok.encode(text)][: length - 1] + [vocab.eot]
-    out = torch.full((length,), vocab.pad, dtype=torch.long)
-    out[: len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return out
-
-
-@dataclass
-class Tokenizers:
-    action: ActionTokenizer
-    trace: TraceTokenizer
-    text: TextTokenizer
-    vocab: Vocab
 
 
 class BatchSource:
@@ -79,8 +43,7 @@ class BatchSource:
         horizon: int,
         blocks: tuple[str, ...],
         instruction_tokens: int,
-        state_mean: np.ndarray,
-        state_std: np.ndarray,
+        state_norm: StateNorm,
         depth_codes: np.ndarray | None = None,  # (N_dataset, K) codebook indices
         rationales: torch.Tensor | None = None,  # (N_dataset, think_tokens) ids
         device: torch.device | str = "cpu",
@@ -100,7 +63,7 @@ class BatchSource:
         self.scale = ds.resolution / image_size  # dataset pixels per model pixel
         dev = self.device
         self.frames = frames_tensor(ds, image_size, self.indices, progress).to(dev)
-        self.states = torch.from_numpy((ds.states[self.indices] - state_mean) / state_std).float().to(dev)
+        self.states = torch.from_numpy(state_norm(ds.states[self.indices])).to(dev)
         chunks = ds.action_chunks(self.indices, horizon)  # (n, H, D)
         act = tok.action.encode(chunks).reshape(len(self.indices), -1) + tok.vocab.offset("action")
         self.actions = torch.from_numpy(act).to(dev)
@@ -179,15 +142,6 @@ class BatchSource:
             "targets": targets,
             "steered": steered,
         }
-
-
-def hide_task_state(state: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """Zero (the normalised mean) everything after the proprioception in the given rows (all if None):
-    steered samples and steered predictions learn and take where to go from the trace."""
-    keep = torch.arange(state.shape[-1], device=state.device) < PROPRIO_DIMS
-    if rows is not None:
-        keep = keep | ~rows[:, None]
-    return state * keep
 
 
 def _crop(padded: torch.Tensor, off: torch.Tensor, S: int) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Generate the reasoning blocks and the action chunk for a batch of observations.
 
 The prefix is encoded once and cached. ``ar`` spends one forward pass per token; ``diffusion`` spends
-``steps`` passes per block: the first pass of each block also encodes the block committed before it,
-so a block costs exactly ``steps`` passes.
+``diffusion_steps`` passes per block: the first pass of each block also encodes the block committed before it,
+so a block costs exactly ``diffusion_steps`` passes.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def generate(
     instr: torch.Tensor,
     state: torch.Tensor,
     *,
-    steps: int = 12,
+    diffusion_steps: int = 12,
     given: dict[str, torch.Tensor] | None = None,
     eta: float = 0.5,
     temperature: float = 1.0,
@@ -56,6 +56,7 @@ def generate(
     as they are). The decoder is the one the model was trained for."""
     vocab, seq = model.vocab, model.cfg.sequence
     given = given or {}
+    steps = diffusion_steps
     if not model.causal and steps < 1:
         raise ValueError(f"diffusion needs at least one refinement step, got {steps}")
     device = images.device

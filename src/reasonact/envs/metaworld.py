@@ -69,6 +69,20 @@ def validate_render_args(resolution: int, camera: str, state_mode: str = "goal")
         raise ValueError(f"unknown state mode {state_mode!r}; choose from {', '.join(STATE_MODES)}")
 
 
+def check_policy(info) -> str:
+    """Refuse a policy (its :class:`reasonact.interface.PolicyInfo`) that does not fit Meta-World; return
+    the state mode its observations must use."""
+    if info.env != "metaworld":
+        raise ValueError(f"{info.checkpoint} was trained on {info.env!r}, not Meta-World")
+    if info.action_dim != MetaWorldEnv.action_dim:
+        raise ValueError(f"{info.checkpoint} was trained for a {info.action_dim}-d action space; "
+                         f"Meta-World takes {MetaWorldEnv.action_dim}-d actions")
+    if info.state_dim != STATE_MODES.get(info.state_mode):
+        raise ValueError(f"{info.checkpoint} expects a {info.state_dim}-d state; Meta-World's "
+                         f"{info.state_mode!r} state has {STATE_MODES.get(info.state_mode)}")
+    return info.state_mode
+
+
 class MetaWorldEnv:
     """One Meta-World task with an offscreen camera. Use one instance per process at a time."""
 

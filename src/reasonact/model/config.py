@@ -83,7 +83,7 @@ def model_config(name: str, **overrides) -> ModelConfig:
 class SequenceConfig:
     """What one sample's token sequence holds."""
 
-    mode: str = "act"
+    reasoning: str = "act"  # the blocks written before the actions (see parse_mode)
     horizon: int = 8  # action chunk length H
     action_dim: int = 4
     state_dim: int = 7
@@ -94,20 +94,20 @@ class SequenceConfig:
     decoder: str = "diffusion"  # "ar" | "diffusion": the training objective and the decoder
 
     def __post_init__(self):
-        parse_mode(self.mode)
+        parse_mode(self.reasoning)
         if self.decoder not in ("ar", "diffusion"):
             raise ValueError(f"decoder must be 'ar' or 'diffusion', got {self.decoder!r}")
 
     @property
     def blocks(self) -> tuple[str, ...]:
-        return (*parse_mode(self.mode), "act")
+        return (*parse_mode(self.reasoning), "act")
 
     def block_length(self, block: str) -> int:
         return {"think": self.think_tokens, "depth": self.depth_tokens, "trace": 2 * self.trace_points,
                 "act": self.horizon * self.action_dim}[block]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
@@ -117,4 +117,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        return cls(ModelConfig(**d["model"]), SequenceConfig(**d["sequence"]))
+        seq = dict(d["sequence"])
+        if "mode" in seq:  # run directories written before the field was named ``reasoning``
+            seq["reasoning"] = seq.pop("mode")
+        return cls(ModelConfig(**d["model"]), SequenceConfig(**seq))

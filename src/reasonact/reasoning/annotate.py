@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from ..data.format import DatasetError
-from ..io import read_json, write_json_atomic, write_parquet_atomic
+from ..data.format import DatasetError, write_rationales
+from ..io import read_json, write_json_atomic
 from .teachers import PrivilegedTeacher, StepContext, make_teacher
 
 
@@ -60,9 +59,8 @@ def read_keyframes(root: Path) -> dict[int, dict]:
 def annotate(data: str | Path, *, teacher: str = "privileged", every: int = 1, endpoint: str | None = None,
              model: str | None = None, prompt: str | Path | None = None, concurrency: int = 4,
              progress: bool = True, teacher_obj=None) -> AnnotateSummary:
-    from tqdm.auto import tqdm
-
     from ..data import load_dataset
+    from ..progress import progress_bar
 
     if every < 1:
         raise ValueError(f"--every must be at least 1, got {every}")
@@ -100,7 +98,7 @@ def annotate(data: str | Path, *, teacher: str = "privileged", every: int = 1, e
     def ask(i: int):
         return i, teacher_obj.rationale(context(i))
 
-    bar = tqdm(total=len(todo), desc=f"annotate ({teacher_obj.name})", unit="step", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc=f"annotate ({teacher_obj.name})", unit="step", disable=not progress or not todo)
     with open(path, "a") as f:
         def record(i: int, r) -> None:
             f.write(json.dumps({"index": i, "episode_index": int(ds.episode_index[i]), "frame_index": int(ds.frame_index[i]),
@@ -150,23 +148,5 @@ def _write_frame_table(ds, keyframes: dict[int, dict]) -> int:
             k = same[np.argmin(np.abs(same - i))]  # ties go to the earlier keyframe
             text[i] = keyframes[int(k)]["rationale"]
             source[i] = k
-    write_parquet_atomic(pa.table({"index": np.arange(n), "episode_index": ds.episode_index, "frame_index": ds.frame_index,
-                                   "rationale": pa.array(text, pa.string()), "source_index": source}),
-                         ds.root / "meta" / "rationales.parquet")
+    write_rationales(ds.root, ds.episode_index, ds.frame_index, text, source)
     return int(sum(t is not None for t in text))
-
-
-def load_rationales(ds) -> list[str] | None:
-    """One rationale per frame, or None when the dataset has not been annotated."""
-    import pyarrow.parquet as pq
-
-    path = Path(ds.root) / "meta" / "rationales.parquet"
-    if not path.exists():
-        return None
-    texts = pq.read_table(path, columns=["rationale"])["rationale"].to_pylist()
-    if len(texts) != len(ds):
-        raise DatasetError(f"{path} has {len(texts)} rows for {len(ds)} frames; re-run `reasonact annotate`")
-    missing = sum(t is None for t in texts)
-    if missing:
-        raise DatasetError(f"{missing} frames of {ds.root} have no rationale (failed keyframes?); re-run `reasonact annotate`")
-    return texts

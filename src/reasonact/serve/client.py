@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..policy import Prediction
+from ..interface import PolicyInfo, Prediction
 from .codec import packb, unpackb
 
 
@@ -23,6 +23,14 @@ class PolicyClient:
         self.timeout = timeout
         self.last_reply: dict | None = None
         self._next_id = 0
+        self._info: PolicyInfo | None = None
+
+    @property
+    def info(self) -> PolicyInfo:
+        """The served policy's facts (asked of the server once)."""
+        if self._info is None:
+            self._info = PolicyInfo.from_dict(self.health()["policy"])
+        return self._info
 
     def request(self, message: dict) -> dict:
         self._next_id += 1
@@ -43,7 +51,7 @@ class PolicyClient:
         return self.request({"type": "health"})
 
     def predict(self, obs: dict, instruction: str | None = None, *, trace: np.ndarray | None = None,
-                decoder: str | None = None, steps: int | None = None, seed: int = 0) -> Prediction:
+                decoder: str | None = None, diffusion_steps: int | None = None, seed: int = 0) -> Prediction:
         """Mirror of :meth:`reasonact.policy.Policy.predict`, answered by the server."""
         instruction = instruction if instruction is not None else obs.get("instruction")
         msg: dict[str, Any] = {"type": "predict", "rgb": np.asarray(obs["rgb"]), "state": np.asarray(obs["state"], np.float32),
@@ -54,12 +62,20 @@ class PolicyClient:
             msg["trace"] = np.asarray(trace, np.float32)
         if decoder is not None:
             msg["decoder"] = decoder
-        if steps is not None:
-            msg["steps"] = int(steps)
+        if diffusion_steps is not None:
+            msg["diffusion_steps"] = int(diffusion_steps)
         r = self.request(msg)
         return Prediction(actions=r["actions"], trace=r.get("trace"), depth_tokens=r.get("depth_tokens"),
                           rationale=r.get("rationale"), nfe=r["nfe"], latency_ms=r["latency_ms"],
                           trace_given=trace is not None)
+
+    def predict_batch(self, observations: Sequence[dict], instructions: Sequence[str] | None = None, *,
+                      traces: Sequence[np.ndarray] | None = None, diffusion_steps: int | None = None,
+                      seed: int = 0) -> list[Prediction]:
+        """One request per observation (the server answers them in turn)."""
+        return [self.predict(o, None if instructions is None else instructions[i],
+                             trace=None if traces is None else traces[i], diffusion_steps=diffusion_steps, seed=seed)
+                for i, o in enumerate(observations)]
 
     def close(self) -> None:
         self._ws.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation import EVAL_SEED_BASE, held_out_seeds
+from ..evaluation.rollout import EVAL_SEED_BASE, held_out_seeds
 from ..io import encode_png
 from ..steering import PathTracker
 from .runner import Background, run_until_interrupted
@@ -44,18 +44,19 @@ class ConsoleSession:
     """One simulated episode driven by the policy, steered by an optional drawn path (pixels)."""
 
     def __init__(self, policy, task: str, *, seed: int | None = None, execute: int | None = None,
-                 steps: int | None = None):
+                 diffusion_steps: int | None = None):
         from ..envs import make_env
-        from ..evaluation import _check_policy
+        from ..envs.metaworld import check_policy
 
-        state_mode = _check_policy(policy, policy.run)
+        info = policy.info
+        state_mode = check_policy(info)
         self.policy = policy
         self.task = task
-        self.execute = execute or policy.horizon
-        self.steps = steps
-        self.env = make_env(task, resolution=policy.resolution, camera=policy.meta["data"].get("camera", "corner2"),
-                            state_mode=state_mode, render_depth=False)
-        used = set(policy.meta["data"].get("seeds", {}).get(task, []))
+        self.execute = execute or info.horizon
+        self.diffusion_steps = diffusion_steps
+        self.env = make_env(task, resolution=info.resolution, camera=info.camera, state_mode=state_mode,
+                            render_depth=False)
+        used = set(info.training_seeds.get(task, []))
         self._seeds = iter(held_out_seeds(10_000, used, CONSOLE_SEED_BASE))
         self.drawn: np.ndarray | None = None
         self.tracker: PathTracker | None = None
@@ -82,7 +83,7 @@ class ConsoleSession:
 
     def predict(self) -> None:
         self.given = self.given_trace()
-        self.pred = self.policy.predict(self.obs, trace=self.given, steps=self.steps)
+        self.pred = self.policy.predict(self.obs, trace=self.given, diffusion_steps=self.diffusion_steps)
 
     def step(self) -> None:
         if self.done:
@@ -101,7 +102,7 @@ class ConsoleSession:
         pts = np.asarray(points, np.float32).reshape(-1, 2)
         if len(pts) < 2:
             raise ValueError("draw at least two points")
-        r = self.policy.resolution
+        r = self.policy.info.resolution
         self.drawn = np.clip(pts, 0, r)
         self.tracker = PathTracker.in_image(self.drawn, r)  # the gripper's progress along it
         self.predict()
@@ -116,7 +117,7 @@ class ConsoleSession:
         K, E = self.obs["camera_intrinsics"], self.obs["camera_extrinsics"]
         p = self.pred
         depth = None
-        if p.depth_tokens is not None:
+        if p.depth_tokens is not None and hasattr(self.policy, "depth_image"):
             d = self.policy.depth_image(p.depth_tokens)
             depth = png_data_url(colorize_depth(d, float(d.min()), float(d.max())))
         given = self.given
@@ -137,7 +138,7 @@ class ConsoleSession:
             "success": self.success,
             "done": self.done,
             "running": self.running,
-            "resolution": self.policy.resolution,
+            "resolution": self.policy.info.resolution,
             "frame": png_data_url(self.obs["rgb"]),
             "trace": None if p.trace is None else p.trace.tolist(),
             "given_trace": None if given is None else given.tolist(),
@@ -149,8 +150,8 @@ class ConsoleSession:
             "nfe": p.nfe,
             "latency_ms": p.latency_ms,
             "actions": p.actions[: self.execute].tolist(),
-            "decoder": self.policy.decoder,
-            "reasoning": self.policy.config.sequence.mode,
+            "decoder": self.policy.info.decoder,
+            "reasoning": self.policy.info.reasoning,
         }
 
     def close(self) -> None:
@@ -232,7 +233,7 @@ class ConsoleServer:
         if path == "/ws":
             return None
         if path == "/health":
-            body = json.dumps({"status": "ok", "task": self.task, "checkpoint": str(self.policy.run)}).encode()
+            body = json.dumps({"status": "ok", "task": self.task, "checkpoint": self.policy.info.checkpoint}).encode()
             ctype = "application/json"
         else:
             name = "index.html" if path in ("/", "") else path.lstrip("/")

@@ -28,10 +28,7 @@ class RequestError(ValueError):
 
 
 def policy_info(policy) -> dict:
-    s = policy.config.sequence
-    return {"resolution": policy.resolution, "decoder": policy.decoder, "reasoning": s.mode,
-            "blocks": list(s.blocks), "horizon": s.horizon, "action_dim": s.action_dim, "state_dim": s.state_dim,
-            "tasks": policy.tasks, "checkpoint": str(policy.run)}
+    return policy.info.to_dict()
 
 
 def parse_request(req: Any, policy) -> dict:
@@ -66,7 +63,7 @@ def parse_request(req: Any, policy) -> dict:
         if not np.isfinite(trace).all():
             raise RequestError("field 'trace' holds non-finite values")
         out["trace"] = trace.astype(np.float32)
-    for key, kind in (("decoder", str), ("steps", int), ("seed", int)):
+    for key, kind in (("decoder", str), ("diffusion_steps", int), ("seed", int)):
         if req.get(key) is not None:
             if not isinstance(req[key], kind) or isinstance(req[key], bool):
                 raise RequestError(f"field {key!r} must be {'a string' if kind is str else 'an integer'}")

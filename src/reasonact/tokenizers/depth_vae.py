@@ -180,7 +180,7 @@ def load_depth_frames(ds, size: int, max_frames: int | None = None, seed: int = 
 
 
 def train_depth_vae(
-    data: str | Path,
+    data,
     out: str | Path,
     *,
     steps: int = 1500,
@@ -194,12 +194,12 @@ def train_depth_vae(
     device: str | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train a depth VQ-VAE on a dataset's depth maps; report reconstruction error in metres."""
-    from tqdm.auto import tqdm
+    """Train a depth VQ-VAE on a dataset's depth maps (``data``: a dataset directory or a loaded dataset);
+    report reconstruction error in metres."""
+    from ..data import ReasonactDataset, load_dataset
+    from ..progress import progress_bar
 
-    from ..data import load_dataset
-
-    ds = load_dataset(data)
+    ds = data if isinstance(data, ReasonactDataset) else load_dataset(data)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(seed)
     depths, frame_ids = load_depth_frames(ds, input_size, max_frames, seed)
@@ -227,7 +227,7 @@ def train_depth_vae(
         0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, k / max(1, steps))))))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     t0 = time.time()
-    bar = tqdm(range(steps), desc="depth-vae", disable=not progress)
+    bar = progress_bar(range(steps), desc="depth-vae", disable=not progress)
     for step in bar:
         vae.train()
         pick = torch.randint(0, len(train_x), (batch_size,), generator=gen).to(device)

@@ -25,21 +25,14 @@ class AttentionMaps:
 
 
 @torch.no_grad()
-def action_attention(policy, obs: dict, instruction: str | None = None, *, prediction=None, trace=None,
-                     top_layers: int | None = None) -> AttentionMaps:
-    from ..data.pipeline import encode_instructions, resize_images
+def action_attention(model, inputs, prediction, *, top_layers: int | None = None) -> AttentionMaps:
+    """Attention maps for one observation: ``inputs`` are the model inputs its ``prediction`` was decoded
+    from (``Policy.inputs``: the same transform, so a steered policy is explained on the state it saw)."""
     from ..model.layout import CLEAN, MARKER, NOISY, Span, block_positions, prefix_span
 
-    pred = prediction or policy.predict(obs, instruction, trace=trace)
-    model, vocab, seq = policy.model, policy.tok.vocab, policy.config.sequence
-    dev = policy.device
-    instruction = instruction or obs.get("instruction")
-    rgb = policy._check_rgb(obs)
-    images = resize_images(torch.from_numpy(np.array(rgb[None])).permute(0, 3, 1, 2), policy.config.model.image_size)
-    images = images.to(dev).float() / 255.0
-    instr = encode_instructions([instruction], policy.tok.text, vocab, seq.instruction_tokens).to(dev)
-    st = torch.from_numpy((policy._check_state(obs) - policy.state_mean) / policy.state_std)[None].float().to(dev)
-    px, pvalid = model.prefix(images, instr, st)
+    pred, vocab, seq = prediction, model.vocab, model.cfg.sequence
+    dev = inputs.images.device
+    px, pvalid = model.prefix(inputs.images, inputs.instr, inputs.state)
     Lp = px.shape[1]
     role, block, pos, ids = [], [], [], []
     for b, ((mpos, tpos), name) in enumerate(zip(block_positions(Lp, model.block_lengths()), seq.blocks)):
@@ -55,7 +48,7 @@ def action_attention(policy, obs: dict, instruction: str | None = None, *, predi
     valid = torch.cat([pvalid, torch.ones_like(ids_t, dtype=torch.bool)], 1)
     with model.capture_attention() as maps:
         model.run(x, span, valid)
-    P = policy.config.model.n_patches
+    P = model.cfg.model.n_patches
     g = int(round(P ** 0.5))
     n_act = seq.block_length("act")
     act_q = slice(x.shape[1] - n_act, x.shape[1])
@@ -89,15 +82,14 @@ def heatmap(img: np.ndarray, attn: np.ndarray, scale: int = 4, alpha: float = 0.
     return (base * (1 - alpha * a[..., None]) + color * alpha * a[..., None]).clip(0, 255).astype(np.uint8)
 
 
-def attention_report(checkpoint, data, episode: int, out, *, frames: int = 6, device: str | None = None) -> Path:
-    """PNG overlays of the action tokens' attention for frames of a dataset episode, per layer and fused."""
+def attention_report(policy, data, episode: int, out, *, frames: int = 6) -> Path:
+    """PNG overlays of the action tokens' attention for frames of a dataset episode, per layer and fused
+    (``policy``: a loaded :class:`reasonact.policy.Policy`)."""
     from PIL import Image
 
     from ..data import load_dataset
-    from ..policy import load_policy
     from .draw import contact_sheet, label, upscale
 
-    policy = load_policy(checkpoint, device)
     ds = load_dataset(data)
     if ds.resolution != policy.resolution:
         raise ValueError(f"the dataset's images are {ds.resolution} px; the policy takes {policy.resolution} px")
@@ -109,7 +101,7 @@ def attention_report(checkpoint, data, episode: int, out, *, frames: int = 6, de
     tiles = []
     for i in pick:
         item = ds[i]
-        maps = action_attention(policy, item)
+        maps = policy.attention(item)
         t = item["frame_index"]
         row = [label(upscale(item["rgb"], scale), f"t={t}")]
         for layer, m in enumerate(maps.layers):

@@ -70,9 +70,13 @@
     $("step").disabled = msg.running || msg.done;
     $("pause").disabled = !msg.running;
     $("clear").disabled = !msg.drawn;
+    $("no-depth").textContent = "This policy writes no depth tokens.";
     $("no-depth").style.display = msg.depth ? "none" : "";
-    depthCanvas.style.display = msg.depth ? "" : "none";
+    depthCanvas.style.display = msg.depth ? "block" : "none";
     if (msg.depth) depthImg.src = msg.depth;
+    $("no-attention").textContent = "No attention map for this policy.";
+    $("no-attention").style.display = msg.attention ? "none" : "";
+    $("attention").style.display = msg.attention ? "block" : "none";
     if (msg.attention) attnImg.src = msg.attention;
     $("rationale").textContent = msg.rationale || "This policy writes no rationale.";
     $("rationale").className = msg.rationale ? "" : "muted";

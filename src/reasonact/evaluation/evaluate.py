@@ -1,0 +1,97 @@
+"""``reasonact eval``: closed-loop success on held-out layouts, written as a report."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Callable
+
+from ..settings import setting
+from .report import build_report, worker_deaths, write_report
+from .rollout import EVAL_SEED_BASE, Episode, held_out_seeds, instruction_picker, rollout
+from .videos import write_videos
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    suite: str = setting("mt10", "mt10, mt50, or a single task such as reach-v3", "episodes")
+    tasks: str | None = setting(None, "comma-separated subset of the suite's tasks (default: all of them)", "episodes")
+    episodes_per_task: int = setting(20, "held-out layouts per task", "episodes")
+    instructions: str = setting("canonical", "phrasing of the instruction: the task's own, a seen paraphrase, or "
+                                "one never used in training", "episodes", choices=("canonical", "paraphrase", "unseen"))
+    max_steps: int | None = setting(None, "episode step limit (default: the task's, 500)", "episodes")
+    seed_base: int = setting(EVAL_SEED_BASE, "first held-out layout seed (training seeds are skipped)", "episodes")
+    decoder: str | None = setting(None, "must match the trained decoder (a check)", "policy", choices=("ar", "diffusion"))
+    diffusion_steps: int | None = setting(None, "diffusion refinement rounds T per block (default: 12)", "policy")
+    execute: int | None = setting(None, "actions run per chunk before the policy is asked again (default: the "
+                                  "whole chunk)", "policy")
+    workers: int | None = setting(None, "simulator processes (default: the CPU count)", "run")
+    video: bool = setting(False, "write rollout videos with the predicted trace", "run")
+    video_episodes: int = setting(1, "episodes per task recorded when --video is on", "run")
+    timeout: float = setting(300.0, "seconds a simulator worker may take to answer before it is replaced", "run")
+
+    def __post_init__(self):
+        if self.episodes_per_task < 1:
+            raise ValueError(f"episodes_per_task must be at least 1, got {self.episodes_per_task}")
+        instruction_picker(self.instructions)  # raises on an unknown kind
+
+
+def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig | None = None, *, policy=None,
+             env_factory: Callable | None = None, device: str | None = None, progress: bool = True,
+             **overrides) -> dict:
+    """Evaluate a checkpoint (or ``policy``, anything with the :mod:`reasonact.interface` contract) in
+    closed loop; writes report.json, report.md, success.png and, with ``video``, videos/.
+
+    Options are :class:`EvalConfig`'s fields, given as ``config`` or as keywords."""
+    from ..envs.metaworld import check_policy, resolve_tasks
+
+    if isinstance(overrides.get("tasks"), (list, tuple)):
+        overrides["tasks"] = ",".join(overrides["tasks"])
+    known = {f.name for f in fields(EvalConfig)}
+    if set(overrides) - known:
+        raise ValueError(f"unknown evaluation option(s) {sorted(set(overrides) - known)}; options: {sorted(known)}")
+    cfg = replace(config or EvalConfig(), **overrides)
+    task_list = resolve_tasks(cfg.suite, cfg.tasks)
+    if policy is None:
+        from ..policy import load_policy
+
+        policy = load_policy(checkpoint, device)
+    info = policy.info
+    check_policy(info)
+    execute = cfg.execute or info.horizon
+    if not 1 <= execute <= info.horizon:
+        raise ValueError(f"execute must be between 1 and the chunk length {info.horizon}, got {execute}")
+    if cfg.decoder is not None and cfg.decoder != info.decoder:
+        raise ValueError(f"this policy was trained for {info.decoder} decoding, not {cfg.decoder}")
+    untrained = [t for t in task_list if t not in info.tasks]
+    if untrained:
+        print(f"warning: {len(untrained)} of the {len(task_list)} tasks evaluated were never in the training data "
+              f"({', '.join(untrained)}); the policy was trained on {', '.join(info.tasks)}. Pass --tasks to "
+              "evaluate a subset.", file=sys.stderr)
+    T = cfg.diffusion_steps if cfg.diffusion_steps is not None else info.default_diffusion_steps
+    used = {t: set(v) for t, v in info.training_seeds.items()}
+    phrasing = instruction_picker(cfg.instructions)
+    episodes = []
+    for t in task_list:
+        for k, s in enumerate(held_out_seeds(cfg.episodes_per_task, used.get(t, set()), cfg.seed_base)):
+            episodes.append(Episode(t, s, record=cfg.video and k < cfg.video_episodes,
+                                    info={"instruction": phrasing(t, len(episodes))}))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    r = rollout(policy, episodes, diffusion_steps=T, execute=execute, workers=cfg.workers, max_steps=cfg.max_steps,
+                env_factory=env_factory, progress=progress, timeout=cfg.timeout,
+                instruction=lambda ep: ep.info["instruction"])
+    settings = {"suite": cfg.suite, "diffusion_steps": T if info.decoder == "diffusion" else None,
+                "episodes_per_task": cfg.episodes_per_task, "execute": execute, "instructions": cfg.instructions,
+                "config": asdict(cfg)}
+    report = build_report(r, task_list, info, settings)
+    write_report(report, out)
+    if cfg.video:
+        write_videos(r.episodes, out / "videos", info.resolution)
+    died = worker_deaths(report)
+    if died:
+        print(f"warning: in {died} episode(s) the simulator worker process died (counted as failures; see "
+              f"{out / 'report.md'}). Workers are started with 'spawn' and import the calling script again: call "
+              "evaluate() from a script under `if __name__ == \"__main__\":`.", file=sys.stderr)
+    return report

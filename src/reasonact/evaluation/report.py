@@ -1,0 +1,130 @@
+"""An evaluation's report: ``report.json`` (per task and per episode), ``report.md`` and ``success.png``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..io import write_bytes_atomic, write_json_atomic
+from .rollout import Rollouts
+
+WORKER_DIED = "worker process died"
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dict:
+    """Per-task success with its 95% interval, every episode (task, seed, success, steps, error), costs."""
+    used = {t: set(v) for t, v in info.training_seeds.items()}
+    per_task = {}
+    for t in task_list:
+        eps = [e for e in r.episodes if e.task == t]
+        wins = sum(e.success for e in eps)
+        lo, hi = wilson(wins, len(eps))
+        per_task[t] = {
+            "episodes": len(eps),
+            "successes": wins,
+            "success_rate": wins / max(1, len(eps)),
+            "ci95": [lo, hi],
+            "seeds": sorted(e.seed for e in eps),
+            "mean_steps": float(np.mean([e.steps for e in eps])) if eps else 0.0,
+            "errors": [{"seed": e.seed, "error": e.error} for e in eps if e.error],
+        }
+        overlap = set(per_task[t]["seeds"]) & used.get(t, set())
+        assert not overlap, f"evaluation seeds {sorted(overlap)} of {t} were used for training"
+    from ..machine import machine_info
+
+    return {
+        **settings,
+        "checkpoint": info.checkpoint,
+        "decoder": info.decoder,
+        "reasoning": info.reasoning,
+        "untrained_tasks": [t for t in task_list if t not in info.tasks],
+        "tasks": per_task,
+        "success_rate": float(np.mean([v["success_rate"] for v in per_task.values()])),
+        "latency_ms_per_chunk": float(np.mean(r.latencies_ms)) if r.latencies_ms else None,
+        "mean_batch": float(np.mean(r.batch_sizes)) if r.batch_sizes else None,
+        "nfe_per_chunk": float(np.mean(r.nfes)) if r.nfes else None,
+        "errors": sum(len(v["errors"]) for v in per_task.values()),
+        "episodes": [{"task": e.task, "seed": e.seed, "success": bool(e.success), "steps": e.steps,
+                      "instruction": e.info.get("instruction"), "error": e.error}
+                     for e in sorted(r.episodes, key=lambda e: (task_list.index(e.task), e.seed))],
+        "seconds": r.seconds,
+        "machine": machine_info(),
+    }
+
+
+def markdown(report: dict) -> str:
+    from ..machine import describe
+
+    T = report.get("diffusion_steps")
+    lines = [
+        f"# Evaluation of `{report['checkpoint']}`",
+        "",
+        f"Decoder `{report['decoder']}`" + (f" (T = {T})" if T else "")
+        + f", reasoning `{report['reasoning']}`, {report['episodes_per_task']} held-out layouts per task, "
+        f"{report['execute']} actions executed per chunk, {report.get('instructions', 'canonical')} instructions.",
+        "",
+    ]
+    if report.get("untrained_tasks"):
+        lines += [f"**Not trained on** {', '.join(report['untrained_tasks'])}: the policy never saw these tasks.", ""]
+    lines += ["| task | success | 95% CI | episodes | mean steps |", "| --- | --- | --- | --- | --- |"]
+    for t, v in report["tasks"].items():
+        lines.append(f"| {t} | {v['success_rate']:.0%} | {v['ci95'][0]:.0%}-{v['ci95'][1]:.0%} | {v['episodes']} "
+                     f"| {v['mean_steps']:.0f} |")
+    lines += [f"| **mean** | **{report['success_rate']:.1%}** | | | |", ""]
+    if report["latency_ms_per_chunk"] is None:
+        lines.append("No prediction was made: every episode ended in an error before the policy was asked.")
+    else:
+        lines.append(f"Latency per chunk: {report['latency_ms_per_chunk']:.1f} ms (batches of {report['mean_batch']:.1f} "
+                     f"observations on average); {report['nfe_per_chunk']:.0f} forward passes per chunk.")
+    lines.append(f"Time: {report['seconds']:.0f} s on {describe(report['machine'])}.")
+    if report["errors"]:
+        lines += ["", f"**{report['errors']} episode(s) ended in a simulator error** (counted as failures):"]
+        for t, v in report["tasks"].items():
+            lines += [f"- {t} seed {e['seed']}: {e['error']}" for e in v["errors"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["tasks"])
+    rates = np.array([report["tasks"][t]["success_rate"] for t in names])
+    ci = np.array([report["tasks"][t]["ci95"] for t in names])
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(names) + 2), 3.6))
+    err = np.clip([(rates - ci[:, 0]) * 100, (ci[:, 1] - rates) * 100], 0, None)  # rounding can make -1e-14
+    ax.bar(range(len(names)), rates * 100, color="#3b7dd8", yerr=err, capsize=3)
+    ax.axhline(report["success_rate"] * 100, color="k", ls="--", lw=1, label=f"mean {report['success_rate']:.0%}")
+    ax.set_xticks(range(len(names)), [n.removesuffix("-v3") for n in names], rotation=35, ha="right")
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(loc="lower right")
+    ax.set_title(f"{report['decoder']} / {report['reasoning']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(report: dict, out: Path) -> None:
+    write_json_atomic(out / "report.json", report)
+    write_bytes_atomic(out / "report.md", markdown(report).encode())
+    plot(report, out / "success.png")
+
+
+def worker_deaths(report: dict) -> int:
+    return sum(1 for e in report["episodes"] if e["error"] and WORKER_DIED in e["error"])

@@ -1,0 +1,81 @@
+"""The policy contract: what evaluation, the policy server and the steering console ask of a policy.
+
+Numpy only (no torch), so that a client on a robot can implement or use it without the model:
+:class:`reasonact.policy.Policy` (a trained run, in this process) and
+:class:`reasonact.client.PolicyClient` (the same policy behind ``reasonact serve``) both satisfy it.
+
+    info: PolicyInfo                          facts about the policy (resolution, blocks, tasks, ...)
+    predict(obs, instruction=None, *, trace=None, diffusion_steps=None, seed=0) -> Prediction
+    predict_batch(observations, instructions=None, *, traces=None, diffusion_steps=None, seed=0)
+        -> list[Prediction]
+
+An observation is a dict with ``rgb`` (H, W, 3) uint8 at ``info.resolution`` and ``state``
+(``info.state_dim``,) float; ``instruction`` may ride in it too. A ``trace`` (M, 2) in pixels of that image
+steers the policy (``info.blocks`` must hold ``trace``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+DEFAULT_DIFFUSION_STEPS = 12  # refinement rounds T per block when a caller does not say
+
+
+@dataclass
+class Prediction:
+    actions: np.ndarray  # (H, D) float32, the environment's units
+    trace: np.ndarray | None  # (N, 2) float32 pixels of the observed image, or None
+    depth_tokens: np.ndarray | None  # (K,) int64 depth codes, or None
+    rationale: str | None  # the written reasoning, or None
+    nfe: int  # transformer forward passes spent on this chunk
+    latency_ms: float  # wall time of the whole call (per observation when batched)
+    trace_given: bool = False
+    tokens: dict | None = field(default=None, repr=False)  # block -> (L,) token ids, as decoded
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """What a caller needs to know to feed a policy and to read its predictions."""
+
+    checkpoint: str
+    resolution: int  # square image size the policy takes, in pixels
+    decoder: str  # "ar" | "diffusion"
+    reasoning: str  # act, trace, depth+trace, full, ...
+    blocks: tuple[str, ...]  # blocks written per chunk, in order, ending with "act"
+    horizon: int  # actions per chunk
+    action_dim: int
+    state_dim: int
+    tasks: tuple[str, ...]  # the tasks it was trained on
+    env: str = "metaworld"
+    camera: str = "corner2"
+    state_mode: str = "goal"
+    steer_trained: bool = False  # trained with given traces (--steer-prob): steered calls hide the task state
+    trace_points: int = 5
+    training_seeds: dict = field(default_factory=dict)  # task -> layouts used for training: never evaluate on them
+    default_diffusion_steps: int = DEFAULT_DIFFUSION_STEPS
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["blocks"], d["tasks"] = list(self.blocks), list(self.tasks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PolicyInfo":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        return cls(**{**d, "blocks": tuple(d.get("blocks", ())), "tasks": tuple(d.get("tasks", ()))})
+
+
+@runtime_checkable
+class PolicyLike(Protocol):
+    info: PolicyInfo
+
+    def predict(self, obs: dict, instruction: str | None = None, *, trace: np.ndarray | None = None,
+                diffusion_steps: int | None = None, seed: int = 0) -> Prediction: ...
+
+    def predict_batch(self, observations: Sequence[dict], instructions: Sequence[str] | None = None, *,
+                      traces: Sequence[np.ndarray] | None = None, diffusion_steps: int | None = None,
+                      seed: int = 0) -> list[Prediction]: ...

@@ -1,0 +1,16 @@
+"""``setting(...)``: a dataclass field that carries its command-line help; the command line is generated
+from the config dataclasses (``TrainConfig``, ``EvalConfig``, ``QuickstartConfig``), so every field is an
+option with its help and default."""
+
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Any
+
+
+def setting(default: Any, help: str, group: str, **extra) -> Any:
+    """A config field with its command-line help and the group it is listed under (``choices=`` too)."""
+    meta = {"help": help, "group": group, **extra}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)

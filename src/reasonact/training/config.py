@@ -1,0 +1,135 @@
+"""``TrainConfig``: every setting of a training run, typed and frozen, with named presets.
+
+A preset (``--config``) names a model size and the training settings that go with it; any field can be
+overridden (``reasonact train --config debug --steps 20``). The command line is generated from these
+fields and their ``help``, so every setting is settable there, with its default shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from ..model.config import MODEL_PRESETS, parse_mode
+from ..settings import setting
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # -- model and sequence --------------------------------------------------------------------------
+    config: str = setting("tiny", "named preset: the model size and the training settings that go with it "
+                          f"({', '.join(MODEL_PRESETS)})",
+                          "model")
+    decoder: str = setting("diffusion", "how blocks are decoded and trained: masked discrete diffusion or "
+                           "left to right", "model", choices=("ar", "diffusion"))
+    reasoning: str = setting("act", "blocks written before the actions: act, trace, depth+trace, full "
+                             "(rationale+depth+trace), or a '+'-joined set of think, depth, trace", "model")
+    horizon: int = setting(8, "actions per chunk (H)", "model")
+    trace_points: int = setting(5, "points in the visual trace, from now to the episode's end", "model")
+    think_tokens: int = setting(56, "length of the rationale block in tokens", "model")
+    model_overrides: dict = setting({}, "model fields to change from the preset, as JSON, e.g. "
+                                    "'{\"d_model\": 256}'", "model")
+    # -- tokenizers -------------------------------------------------------------------------------------
+    text_vocab: int = setting(512, "size of the BPE fitted on the instructions and rationales", "tokenizers")
+    depth_vae: str | None = setting(None, "a trained depth tokenizer directory (else one is trained on the "
+                                    "dataset's depth maps)", "tokenizers")
+    depth_vae_steps: int = setting(1500, "training steps of the depth tokenizer when one is trained",
+                                   "tokenizers")
+    # -- optimiser -----------------------------------------------------------------------------------
+    steps: int = setting(2000, "optimiser steps", "optimiser")
+    batch_size: int = setting(64, "global batch size (split over ranks under torchrun)", "optimiser")
+    lr: float = setting(1e-3, "peak learning rate", "optimiser")
+    weight_decay: float = setting(0.01, "AdamW weight decay (matrices only)", "optimiser")
+    warmup: int | None = setting(None, "linear warm-up steps (default: a tenth of the steps, at most 100)",
+                                 "optimiser")
+    min_lr_ratio: float = setting(0.1, "final learning rate of the cosine schedule, as a share of the peak",
+                                  "optimiser")
+    grad_clip: float = setting(1.0, "gradient norm clip", "optimiser")
+    lambda_reason: float = setting(1.0, "weight of the reasoning blocks' loss: L_act + lambda * L_reason",
+                                   "optimiser")
+    action_label_sigma: float = setting(0.0, ">0: Gaussian soft labels over neighbouring action bins",
+                                        "optimiser")
+    init: str | None = setting(None, "start from another run's weights (its tokenizers and state "
+                               "normalisation are reused)", "optimiser")
+    freeze_layers: int = setting(0, "freeze the vision encoder and the lowest K transformer layers",
+                                 "optimiser")
+    # -- data ------------------------------------------------------------------------------------------
+    augment: bool = setting(True, "random shift (moving the trace with the image), brightness and contrast",
+                            "data")
+    paraphrase_prob: float = setting(0.5, "share of samples given a paraphrase of the instruction", "data")
+    steer_prob: float = setting(0.0, "share of samples trained with the trace given (steering), from 0 to 1",
+                                "data")
+    val_fraction: float = setting(0.0, "share of episodes held out for a validation loss", "data")
+    seed: int = setting(0, "seed of the initial weights and of every batch", "data")
+    # -- run ---------------------------------------------------------------------------------------------
+    log_every: int = setting(25, "steps between lines of metrics.jsonl", "run")
+    save_every: int = setting(500, "steps between checkpoints (resumable with --resume)", "run")
+    precision: str = setting("auto", "auto: bf16 on CUDA, fp32 on CPU", "run", choices=("auto", "fp32", "bf16"))
+    compile: bool = setting(False, "torch.compile the model (measured faster on CUDA only)", "run")
+
+    def __post_init__(self):
+        def bad(msg: str):
+            raise ValueError(msg)
+
+        if self.config not in MODEL_PRESETS:
+            bad(f"unknown model config {self.config!r}; choose from {', '.join(MODEL_PRESETS)}")
+        if self.decoder not in ("ar", "diffusion"):
+            bad(f"--decoder must be ar or diffusion, got {self.decoder!r}")
+        blocks = parse_mode(self.reasoning)
+        if self.steps < 1:
+            bad(f"--steps must be at least 1, got {self.steps}")
+        if self.batch_size < 1:
+            bad(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            bad(f"--lr must be positive, got {self.lr}")
+        if self.warmup is not None and not 0 <= self.warmup <= self.steps:
+            bad(f"--warmup {self.warmup} does not fit a run of {self.steps} steps; pass a --warmup from 0 to "
+                f"{self.steps} (or leave it out: a tenth of the steps, at most 100)")
+        if not 0 <= self.steer_prob <= 1:
+            bad(f"--steer-prob is a share of samples, from 0 to 1; got {self.steer_prob}")
+        if self.steer_prob > 0 and "trace" not in blocks:
+            bad(f"--steer-prob gives samples their trace, but reasoning {self.reasoning!r} has no trace block; "
+                "use --reasoning trace or depth+trace")
+        if not 0 <= self.val_fraction < 1:
+            bad(f"--val-fraction is a share of episodes, from 0 to below 1; got {self.val_fraction}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            bad(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if min(self.horizon, self.trace_points, self.think_tokens, self.log_every, self.save_every) < 1:
+            bad("--horizon, --trace-points, --think-tokens, --log-every and --save-every must be at least 1")
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.warmup if self.warmup is not None else min(100, self.steps // 10)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Settings saved in a run's config.json (runs written before a field existed take its default)."""
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if d.get("model_overrides") is None:
+            d.pop("model_overrides", None)
+        return cls(**d)
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # Seconds on a CPU: tests and smoke runs.
+    "debug": TrainConfig(config="debug", steps=50, batch_size=8, depth_vae_steps=100, log_every=5, save_every=25),
+    # Minutes to an hour on a 2-core CPU.
+    "tiny": TrainConfig(config="tiny"),
+    # One GPU.
+    "small": TrainConfig(config="small"),
+    "base": TrainConfig(config="base"),
+}
+
+
+def train_config(config: str = "tiny", **overrides) -> TrainConfig:
+    """The named preset with ``overrides`` (None values are ignored) applied."""
+    if config not in TRAIN_PRESETS:
+        raise ValueError(f"unknown model config {config!r}; choose from {', '.join(TRAIN_PRESETS)}")
+    known = {f.name for f in fields(TrainConfig)}
+    bad = set(overrides) - known
+    if bad:
+        raise ValueError(f"unknown training option(s) {sorted(bad)}; options: {sorted(known)}")
+    return replace(TRAIN_PRESETS[config], **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,261 @@
+"""Build a training run from a config and a dataset: the dataset is read once here, the tokenizers are
+fitted from it in one place (:func:`fit_tokenizers`), and the run directory is written through
+:mod:`reasonact.checkpoint`. :mod:`reasonact.training.loop` then only steps the optimiser."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import checkpoint as ckpt
+from ..checkpoint import DataSettings, RunSpec, StateNorm, Tokenizers
+from ..data import DatasetError, ReasonactDataset, load_dataset
+from ..data.pipeline import BatchSource
+from ..io import read_json
+from ..model.arm import ActionReasoningModel
+from ..model.config import SequenceConfig, model_config
+from ..model.layout import training_span
+from ..tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
+from ..transforms import encode_rationale
+from .config import TrainConfig, train_config
+
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
+
+
+@dataclass
+class Setup:
+    """Everything the loop needs, built once."""
+
+    run: Path
+    cfg: TrainConfig
+    spec: RunSpec
+    model: ActionReasoningModel
+    net: torch.nn.Module  # the model as trained: compiled and/or wrapped in DDP
+    opt: torch.optim.Optimizer
+    source: BatchSource
+    val_source: BatchSource | None
+    device: torch.device
+    rank: int
+    world: int
+    start: int = 0  # first step to run (a resumed run continues from its checkpoint)
+    prior_seconds: float = 0.0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def autocast(self):
+        dev = self.device
+        bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and dev.type == "cuda")
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
+
+    @property
+    def seq_len(self) -> int:
+        m = self.model
+        return m.n_prefix + len(training_span(m.n_prefix, m.block_lengths(), not m.causal)[0])
+
+
+
+def flops_per_sample(model, seq_len: int) -> float:
+    """Training FLOPs per sample (forward + backward), nanoGPT's estimate: 6N per token plus attention."""
+    m = model.cfg.model
+    n = sum(p.numel() for p in model.layers.parameters())
+    return 6 * n * seq_len + 12 * m.n_layers * m.d_model * seq_len * seq_len
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The accelerator's bf16 peak (for MFU), when it is a GPU we know."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+def resolve_config(data, run: Path, resume: bool, overrides: dict) -> tuple[TrainConfig, str | Path]:
+    """The run's settings: a preset with overrides for a new run, the saved ones for --resume."""
+    if not resume:
+        if ckpt.has_training_state(run) or ckpt.is_trained(run):
+            raise FileExistsError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+        if data is None:
+            raise ValueError("--data is required (except with --resume)")
+        cfg = train_config(**overrides)
+        return replace(cfg, warmup=cfg.warmup_steps), data
+    if not ckpt.has_training_state(run):
+        raise FileNotFoundError(f"nothing to resume: {run / ckpt.TRAINING_STATE} does not exist; train without --resume first")
+    cfg = ckpt.load_spec(run).train
+    changed = {k: v for k, v in overrides.items() if v is not None and k != "steps" and getattr(cfg, k) != v}
+    if changed:
+        raise ValueError(f"--resume continues the saved run; these settings differ from it: {changed}")
+    if overrides.get("steps"):
+        cfg = replace(cfg, steps=overrides["steps"])
+    return cfg, ckpt.data_path(run) if data is None else data
+
+
+def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: SequenceConfig, device,
+                   progress: bool) -> Tokenizers:
+    """Fit the action, trace and text tokenizers on the dataset (or take the --init run's) and, when the
+    sequence has a depth block, the depth tokenizer; all saved under RUN/tokenizers."""
+    if cfg.init and not ckpt.has_tokenizers(run):
+        ckpt.copy_tokenizers(cfg.init, run)
+    if ckpt.has_tokenizers(run):
+        tok = ckpt.load_tokenizers(run)
+    else:
+        texts = [x for t in ds.tasks for x in (t["instruction"], *t["paraphrases"])]
+        try:
+            texts += sorted(set(ds.rationales() or []))
+        except DatasetError:  # an incomplete annotation: not needed unless the sequence has a think block
+            pass
+        text = TextTokenizer.train(texts, cfg.text_vocab)
+        tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points),
+                         text, Vocab(text=text.vocab_size))
+        ckpt.save_tokenizers(run, tok)
+    if "depth" in seq.blocks and not ckpt.has_depth_tokenizer(run):
+        from ..tokenizers.depth_vae import DepthVAE, train_depth_vae
+
+        if cfg.depth_vae:
+            vae = DepthVAE.load(cfg.depth_vae)
+            if vae.cfg.codebook != tok.vocab.depth:
+                raise ValueError(f"--depth-vae has {vae.cfg.codebook} codes; the vocabulary holds {tok.vocab.depth}")
+            vae.save(ckpt.depth_dir(run), read_json(Path(cfg.depth_vae) / "depth_vae.json")["metrics"])
+        else:
+            print(f"training the depth tokenizer (a VQ-VAE, {cfg.depth_vae_steps} steps) on the dataset's depth maps")
+            m = train_depth_vae(ds, ckpt.depth_dir(run), steps=cfg.depth_vae_steps, codebook=tok.vocab.depth,
+                                progress=progress, device=str(device))
+            print(f"depth tokenizer: {m['mae_m'] * 100:.1f} cm mean error on held-out episodes "
+                  f"(the average depth image: {m['mean_image_mae_m'] * 100:.1f} cm)")
+    return tok
+
+
+def depth_codes(ds: ReasonactDataset, run: Path, device) -> np.ndarray:
+    """Depth codes of every frame (N, K), computed once with the run's depth tokenizer and cached."""
+    from ..tokenizers.depth_vae import load_depth_frames
+
+    codes = ckpt.load_depth_codes(run, len(ds))
+    if codes is None:
+        vae = ckpt.load_depth_tokenizer(run, device)
+        depths, _ = load_depth_frames(ds, vae.cfg.input_size)
+        codes = np.concatenate([vae.encode(torch.from_numpy(depths[k: k + 1024]).to(device)).cpu().numpy()
+                                for k in range(0, len(depths), 1024)]).astype(np.int16)
+        ckpt.save_depth_codes(run, codes)
+    return codes
+
+
+def rationale_tokens(texts: list[str], tok: Tokenizers, length: int) -> torch.Tensor:
+    """(N, length) rationale ids for every frame."""
+    unique = {t: encode_rationale(t, tok.text, tok.vocab, length) for t in set(texts)}
+    cut = sum(len(tok.text.encode(t)) >= length for t in unique)
+    if cut:
+        print(f"warning: {cut} of {len(unique)} distinct rationales are longer than the {length}-token block "
+              "and are cut short (a text tokenizer fitted on the rationales makes them shorter)")
+    return torch.stack([unique[t] for t in texts])
+
+
+def _distributed(device: str | None) -> tuple[int, int, torch.device]:
+    rank, local_rank, world = (int(os.environ.get(k, d)) for k, d in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    dev = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        torch.backends.cuda.matmul.allow_tf32 = True
+    return rank, world, dev
+
+
+def _spec(ds: ReasonactDataset, cfg: TrainConfig, data) -> RunSpec:
+    """The run's frozen description (the --init run's model, chunk and state normalisation when given)."""
+    mcfg = model_config(cfg.config, **cfg.model_overrides)
+    seq = SequenceConfig(reasoning=cfg.reasoning, horizon=cfg.horizon, action_dim=ds.info["action_dim"],
+                         state_dim=ds.info["state_dim"], trace_points=cfg.trace_points, decoder=cfg.decoder,
+                         think_tokens=cfg.think_tokens)
+    norm = StateNorm.of(ds.stats)
+    if cfg.init:
+        init = ckpt.load_spec(cfg.init)
+        if init.sequence.decoder != cfg.decoder:
+            raise ValueError(f"--init run was trained with the {init.sequence.decoder} decoder; pass --decoder "
+                             f"{init.sequence.decoder}")
+        mcfg, norm = init.model, init.state_norm  # the weights were trained on states normalised its way
+        seq = replace(seq, horizon=init.sequence.horizon, instruction_tokens=init.sequence.instruction_tokens)
+    return RunSpec(mcfg, seq, cfg, DataSettings.of(ds), norm, Vocab())
+
+
+def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, progress: bool) -> Setup:
+    run = Path(out)
+    rank, world, dev = _distributed(device)
+    main = rank == 0
+    ds = load_dataset(data, trace_points=cfg.trace_points)
+    if len(ds) == 0:
+        raise DatasetError(f"dataset at {data} has no frames")
+    spec = _spec(ds, cfg, data)
+    rationales = ds.rationales() if "think" in spec.sequence.blocks else None
+    if "think" in spec.sequence.blocks and rationales is None:
+        raise DatasetError(f"reasoning mode {cfg.reasoning!r} needs rationales; run `reasonact annotate --data {data}`")
+    run.mkdir(parents=True, exist_ok=True)
+    if main:
+        tok = ckpt.load_tokenizers(run) if resume else fit_tokenizers(ds, run, cfg, spec.sequence, dev, progress)
+    if world > 1:
+        torch.distributed.barrier()
+    if not main:
+        tok = ckpt.load_tokenizers(run)
+    spec = replace(spec, vocab=tok.vocab)
+    if main and not resume:
+        ckpt.save_spec(run, spec, ds.stats)
+    sources = _batch_sources(ds, spec, tok, cfg, dev, main, progress and main,
+                             depth_codes(ds, run, dev) if "depth" in spec.sequence.blocks else None,
+                             rationale_tokens(rationales, tok, spec.sequence.think_tokens) if rationales else None)
+    torch.manual_seed(cfg.seed)
+    model = ActionReasoningModel(spec.config, tok.vocab).to(dev)
+    if cfg.init and not resume:
+        ckpt.load_weights(model, Path(cfg.init) / ckpt.WEIGHTS)
+    freeze(model, cfg.freeze_layers)
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95), fused=dev.type == "cuda")
+    setup = Setup(run, cfg, spec, model, model, opt, *sources, dev, rank, world)
+    if resume:
+        state = ckpt.load_training_state(run, dev)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        setup.start, setup.prior_seconds = state["step"], state.get("seconds", 0.0)
+    net = torch.compile(model) if cfg.compile else model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    setup.net = net
+    return setup
+
+
+def _batch_sources(ds, spec: RunSpec, tok, cfg: TrainConfig, dev, main: bool, show: bool, depth, rationales):
+    """Training and validation batch sources; random-path frames only when steering, never in validation."""
+    episodes = np.arange(len(ds.episodes))
+    val_eps = episodes[(episodes % max(2, round(1 / cfg.val_fraction))) == 1] if cfg.val_fraction > 0 else episodes[:0]
+    is_val = np.isin(ds.episode_row, val_eps) & ~ds.path_frames  # validation measures the unsteered task
+    use = np.ones(len(ds), bool) if cfg.steer_prob > 0 else ~ds.path_frames
+    if main and not use.all():
+        print(f"leaving out {int((~use).sum())} frames of random-path episodes: they teach steering and are "
+              "trained only with the trace given (--steer-prob > 0)")
+    s = spec.sequence
+    common = dict(image_size=spec.model.image_size, horizon=s.horizon, blocks=s.blocks, instruction_tokens=s.instruction_tokens,
+                  state_norm=spec.state_norm, depth_codes=depth, rationales=rationales, device=dev, progress=show)
+    source = BatchSource(ds, np.nonzero(use & ~is_val)[0], tok, augment=cfg.augment, paraphrase_prob=cfg.paraphrase_prob,
+                         steer_prob=cfg.steer_prob, **common)
+    val = BatchSource(ds, np.nonzero(is_val)[0], tok, augment=False, paraphrase_prob=0.0, **common) if is_val.any() else None
+    return source, val
+
+
+def freeze(model, k: int) -> list[str]:
+    """Freeze the vision encoder and transformer layers [0, k) (none when k is 0); returns their names."""
+    if k > len(model.layers):
+        raise ValueError(f"--freeze-layers {k} exceeds the model's {len(model.layers)} layers")
+    if k <= 0:
+        return []
+    names = []
+    for name, p in model.named_parameters():
+        if name.startswith("vision.") or any(name.startswith(f"layers.{i}.") for i in range(k)):
+            p.requires_grad_(False)
+            names.append(name)
+    return names
