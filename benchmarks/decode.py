@@ -23,7 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--configs", default="debug,tiny,small")
     ap.add_argument("--modes", default="act,trace,depth+trace")
-    ap.add_argument("--steps", default="4,8,12")
+    ap.add_argument("--diffusion-steps", default="4,8,12", help="diffusion rounds T to measure, comma-separated")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--out", default=None)
@@ -47,7 +47,7 @@ def main() -> None:
                 instr = torch.full((1, 16), vocab.pad, device=dev)
                 instr[0, :5] = vocab.offset("text") + 3
                 state = torch.zeros(1, 7, device=dev)
-                for T in ([None] if decoder == "ar" else [int(x) for x in a.steps.split(",")]):
+                for T in ([None] if decoder == "ar" else [int(x) for x in a.diffusion_steps.split(",")]):
                     ctx = torch.autocast(dev.type, torch.bfloat16, enabled=dev.type == "cuda")
                     times = []
                     with torch.inference_mode(), ctx:

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,11 @@ def test_collected_dataset_round_trips(tiny_dataset):
     table = pq.read_table(tiny_dataset / ep["file"], columns=["next.success"])
     flags = table["next.success"].to_pylist()
     assert flags[-1] and not any(flags[:-1])
+    # Every file has the mode the user's umask gives (atomic writes must not leave 0600 behind).
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in (p for p in tiny_dataset.rglob("*") if p.is_file()):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~mask, f
 
 
 def test_stats_match_the_data(tiny_dataset):

@@ -232,8 +232,9 @@ def test_every_cli_option_has_help_and_train_flags_cover_every_config_field():
 
 
 def test_progress_written_to_a_file_is_a_few_plain_lines(tmp_path):
-    code = ("from reasonact.progress import progress_bar\nimport time\n"
-            "for i in progress_bar(range(2000), desc='work'):\n    pass\n")
+    code = ("from reasonact.progress import progress_bar\n"
+            "bar = progress_bar(range(2000), desc='work')\n"
+            "for i in bar:\n    bar.set_postfix(loss=i)\n")
     log = tmp_path / "log"
     with open(log, "w") as f:
         subprocess.run([sys.executable, "-c", code], stderr=f, check=True)

@@ -29,7 +29,13 @@ def progress_bar(iterable=None, *, disable: bool = False, **kwargs):
     from tqdm.auto import tqdm
 
     stream = sys.stderr
-    if not disable and not stream.isatty() and "ipykernel" not in sys.modules:
-        kwargs = {"mininterval": LOG_INTERVAL_S, "maxinterval": LOG_INTERVAL_S * 4, "miniters": 1,
-                  "ncols": 100, **kwargs, "file": _Lines(stream), "ascii": True}
-    return tqdm(iterable, disable=disable, **kwargs)
+    if disable or stream.isatty() or "ipykernel" in sys.modules:
+        return tqdm(iterable, disable=disable, **kwargs)
+
+    class LogBar(tqdm):
+        def set_postfix(self, ordered_dict=None, refresh=True, **kw):  # shown with the next line, not now
+            super().set_postfix(ordered_dict, refresh=False, **kw)
+
+    kwargs = {"mininterval": LOG_INTERVAL_S, "maxinterval": LOG_INTERVAL_S * 4, "miniters": 1, "ncols": 100,
+              **kwargs, "file": _Lines(stream), "ascii": True}
+    return LogBar(iterable, **kwargs)

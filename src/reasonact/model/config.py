@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 
+from ..settings import from_preset
 from ..tokenizers.vocab import BLOCKS
 
 MODES = {
@@ -70,13 +71,7 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
 
 
 def model_config(name: str, **overrides) -> ModelConfig:
-    if name not in MODEL_PRESETS:
-        raise ValueError(f"unknown model config {name!r}; choose from {', '.join(MODEL_PRESETS)}")
-    known = {f.name for f in fields(ModelConfig)}
-    bad = set(overrides) - known
-    if bad:
-        raise ValueError(f"unknown model option(s) {sorted(bad)}; options: {sorted(known)}")
-    return replace(MODEL_PRESETS[name], **overrides)
+    return from_preset(MODEL_PRESETS, name, "model", **overrides)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ fields and their ``help``, so every setting is settable there, with its default 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 from ..model.config import MODEL_PRESETS, parse_mode
-from ..settings import setting
+from ..settings import from_preset, setting
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,4 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 
 def train_config(config: str = "tiny", **overrides) -> TrainConfig:
     """The named preset with ``overrides`` (None values are ignored) applied."""
-    if config not in TRAIN_PRESETS:
-        raise ValueError(f"unknown model config {config!r}; choose from {', '.join(TRAIN_PRESETS)}")
-    known = {f.name for f in fields(TrainConfig)}
-    bad = set(overrides) - known
-    if bad:
-        raise ValueError(f"unknown training option(s) {sorted(bad)}; options: {sorted(known)}")
-    return replace(TRAIN_PRESETS[config], **{k: v for k, v in overrides.items() if v is not None})
+    return from_preset(TRAIN_PRESETS, config, "training", **{k: v for k, v in overrides.items() if v is not None})
