@@ -27,7 +27,11 @@ MT10 = (
 )
 MT50 = tuple(METAWORLD_TEXT)
 SUITES = {"mt10": MT10, "mt50": MT50}
-CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
+# Views we set ourselves: (the Meta-World camera whose orientation and field of view they keep, its new
+# position). "zoom" is corner2 moved closer, to where 3D Diffusion Policy puts it: at 64 px the push puck is
+# ~7.5 px instead of ~2 and the peg ~33 px, with the drawer, door, button box and window still in frame.
+CAMERA_POSES = {"zoom": ("corner2", (0.6, 0.295, 0.8))}
+CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV", *CAMERA_POSES)
 STATE_MODES = {
     # end-effector xyz, gripper opening, goal xyz: the goal is 1-2 px in the image, so it is given.
     "goal": 7,
@@ -64,7 +68,7 @@ def validate_render_args(resolution: int, camera: str, state_mode: str = "goal")
     if not isinstance(resolution, int) or not 16 <= resolution <= 1024:
         raise ValueError(f"resolution must be an integer from 16 to 1024 pixels, got {resolution!r}")
     if camera not in CAMERAS:
-        raise ValueError(f"unknown camera {camera!r}; Meta-World cameras: {', '.join(CAMERAS)}")
+        raise ValueError(f"unknown camera {camera!r}; cameras: {', '.join(CAMERAS)} (zoom: corner2 moved closer)")
     if state_mode not in STATE_MODES:
         raise ValueError(f"unknown state mode {state_mode!r}; choose from {', '.join(STATE_MODES)}")
 
@@ -129,7 +133,10 @@ class MetaWorldEnv:
         flags = self._renderer.scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
         flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        self._cam_id = model.camera(camera).id
+        base, position = CAMERA_POSES.get(camera, (camera, None))
+        self._cam_id = model.camera(base).id
+        if position is not None:  # this environment's own model: other processes keep the original camera
+            model.cam_pos[self._cam_id] = position
         self._expert = None
         self._raw: np.ndarray | None = None
         self._t = 0
