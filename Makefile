@@ -25,6 +25,7 @@ bench: setup
 	$(PY) benchmarks/dataset.py
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/train.py
+	$(PY) benchmarks/matmul.py
 
 clean:
 	rm -rf demo .pytest_cache

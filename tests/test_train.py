@@ -60,7 +60,7 @@ def test_overfitting_a_tiny_batch_reproduces_its_chunks(tiny_dataset, decoder):
 
 def _train(data, out, steps, **kw):
     return reasonact.train(data, out, config="debug", steps=steps, batch_size=8, log_every=1, save_every=3,
-                           progress=False, **kw)
+                           progress=False, **{"precision": "fp32", **kw})
 
 
 def test_checkpoint_reloads_to_identical_predictions(fake_data, tmp_path):
@@ -240,3 +240,19 @@ def test_progress_written_to_a_file_is_a_few_plain_lines(tmp_path):
         subprocess.run([sys.executable, "-c", code], stderr=f, check=True)
     text = log.read_text()
     assert "\r" not in text and 1 <= len(text.splitlines()) <= 3 and "2000/2000" in text
+
+
+def test_auto_precision_is_measured_on_native_bf16_cpus_and_saved(fake_data, tmp_path, monkeypatch, capsys):
+    from reasonact import machine
+
+    monkeypatch.setattr(machine, "native_bf16", lambda: False)
+    run = reasonact.train(fake_data, tmp_path / "plain", config="debug", steps=2, progress=False)
+    assert json.loads((run / "config.json").read_text())["train"]["precision"] == "fp32"
+    assert "precision" not in capsys.readouterr().out  # nothing to measure: fp32
+    monkeypatch.setattr(machine, "native_bf16", lambda: True)
+    run = reasonact.train(fake_data, tmp_path / "native", config="debug", steps=2, log_every=1, progress=False)
+    chosen = json.loads((run / "config.json").read_text())["train"]["precision"]
+    out = capsys.readouterr().out
+    assert chosen in ("fp32", "bf16") and f"precision {chosen}: a training step takes" in out
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < m["mfu"] < 1.5 for m in metrics)  # a share of the CPU's own measured matmul rate

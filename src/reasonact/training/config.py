@@ -63,7 +63,9 @@ class TrainConfig:
     # -- run ---------------------------------------------------------------------------------------------
     log_every: int = setting(25, "steps between lines of metrics.jsonl", "run")
     save_every: int = setting(500, "steps between checkpoints (resumable with --resume)", "run")
-    precision: str = setting("auto", "auto: bf16 on CUDA, fp32 on CPU", "run", choices=("auto", "fp32", "bf16"))
+    precision: str = setting("auto", "auto: bf16 on CUDA; on a CPU, bf16 only if the CPU computes it natively and a "
+                             "training step measures faster in it (decided once, saved with the run)", "run",
+                             choices=("auto", "fp32", "bf16"))
     compile: bool = setting(False, "torch.compile the model (measured faster on CUDA only)", "run")
 
     def __post_init__(self):

@@ -60,7 +60,10 @@ def train(data: str | Path | None, out: str | Path, *, resume: bool = False, dev
 def loop(s: Setup, show: bool) -> None:
     cfg, model = s.cfg, s.model
     per_rank = max(1, cfg.batch_size // s.world)
-    peak, fps = peak_flops(s.device), flops_per_sample(model, s.seq_len)
+    peak, fps = peak_flops(s.device, model, per_rank * s.seq_len, s.bf16), flops_per_sample(model, s.seq_len)
+    if show and peak and s.device.type == "cpu":
+        print(f"this CPU multiplies the model's matrices at {peak / 1e9:.0f} GFLOP/s ({'bf16' if s.bf16 else 'fp32'}, "
+              f"{torch.get_num_threads()} threads); metrics.jsonl's mfu is the share of it a training step reaches")
     bar = progress_bar(range(s.start, cfg.steps), desc="train", disable=not show, initial=s.start, total=cfg.steps)
     t_start = t_last = time.time()
     acc: dict[str, float] = {}

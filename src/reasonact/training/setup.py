@@ -5,6 +5,7 @@ fitted from it in one place (:func:`fit_tokenizers`), and the run directory is w
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -49,10 +50,13 @@ class Setup:
         return self.rank == 0
 
     @property
+    def bf16(self) -> bool:
+        # "auto" is resolved when a run starts (choose_precision); runs saved before that meant bf16 on CUDA only
+        return self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
+
+    @property
     def autocast(self):
-        dev = self.device
-        bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and dev.type == "cuda")
-        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     @property
     def seq_len(self) -> int:
@@ -68,12 +72,48 @@ def flops_per_sample(model, seq_len: int) -> float:
     return 6 * n * seq_len + 12 * m.n_layers * m.d_model * seq_len * seq_len
 
 
-def peak_flops(device: torch.device) -> float | None:
-    """The accelerator's bf16 peak (for MFU), when it is a GPU we know."""
-    if device.type != "cuda":
+def peak_flops(device: torch.device, model=None, tokens: int = 0, bf16: bool = False) -> float | None:
+    """The bar for MFU: a GPU's bf16 peak when it is one we know; on a CPU, the rate this machine multiplies
+    the model's own matrices at (``tokens`` rows, this precision, torch's thread count), measured now."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+    if model is None or device.type != "cpu":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+    from ..machine import matmul_rate, model_matmul_shapes
+
+    m = model.cfg.model
+    return matmul_rate(model_matmul_shapes(m.d_model, m.mlp_hidden, tokens), torch.bfloat16 if bf16 else torch.float32)
+
+
+def choose_precision(s: "Setup", batch_size: int) -> str:
+    """``--precision auto``: bf16 on CUDA; on a CPU, bf16 only where the CPU computes it natively *and* a
+    training step measures faster in it than in fp32 (3 forward and backward passes each, weights untouched)."""
+    from ..machine import native_bf16
+
+    if s.device.type == "cuda":
+        return "bf16"
+    if s.device.type != "cpu" or s.world > 1 or not native_bf16():
+        return "fp32"
+    batch = s.source.sample(batch_size, torch.Generator().manual_seed(0))
+
+    def step_seconds(bf16: bool) -> float:
+        times = []
+        for k in range(4):
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss, _ = s.model(batch["images"], batch["instr"], batch["state"], batch["targets"], batch["steered"],
+                                  torch.Generator().manual_seed(k))
+            loss.backward()
+            times.append(time.perf_counter() - t0)
+        s.model.zero_grad(set_to_none=True)
+        return min(times[1:])
+
+    fp32, bf16 = step_seconds(False), step_seconds(True)
+    choice = "bf16" if bf16 < fp32 else "fp32"
+    print(f"precision {choice}: a training step takes {bf16 * 1000:.0f} ms in bf16 and {fp32 * 1000:.0f} ms in fp32 "
+          "on this CPU (it computes bf16 natively)")
+    return choice
 
 
 def resolve_config(data, run: Path, resume: bool, overrides: dict) -> tuple[TrainConfig, str | Path]:
@@ -202,8 +242,6 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
     if not main:
         tok = ckpt.load_tokenizers(run)
     spec = replace(spec, vocab=tok.vocab)
-    if main and not resume:
-        ckpt.save_spec(run, spec, ds.stats)
     sources = _batch_sources(ds, spec, tok, cfg, dev, main, progress and main,
                              depth_codes(ds, run, dev) if "depth" in spec.sequence.blocks else None,
                              rationale_tokens(rationales, tok, spec.sequence.think_tokens) if rationales else None)
@@ -217,6 +255,11 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.95), fused=dev.type == "cuda")
     setup = Setup(run, cfg, spec, model, model, opt, *sources, dev, rank, world)
+    if not resume and cfg.precision == "auto":  # decided once, saved: a resumed run keeps it
+        setup.cfg = cfg = replace(cfg, precision=choose_precision(setup, max(1, cfg.batch_size // world)))
+        setup.spec = spec = replace(spec, train=cfg)
+    if main and not resume:
+        ckpt.save_spec(run, spec, ds.stats)
     if resume:
         state = ckpt.load_training_state(run, dev)
         model.load_state_dict(state["model"])
