@@ -1,6 +1,9 @@
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# Tests train with a fixed thread count, whatever else the machine runs (runs compared within a test must
+# not differ in threads); training_threads() itself is tested with this unset.
+os.environ.setdefault("REASONACT_THREADS", str(os.cpu_count() or 1))
 
 import pytest  # noqa: E402
 

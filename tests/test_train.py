@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -256,3 +257,23 @@ def test_auto_precision_is_measured_on_native_bf16_cpus_and_saved(fake_data, tmp
     assert chosen in ("fp32", "bf16") and f"precision {chosen}: a training step takes" in out
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(0 < m["mfu"] < 1.5 for m in metrics)  # a share of the CPU's own measured matmul rate
+
+
+def test_training_takes_only_the_idle_cores(fake_data, tmp_path, monkeypatch, capsys):
+    from reasonact import machine
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("REASONACT_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(machine, "idle_cores", lambda seconds=0.25: 0.8)  # another process holds the rest
+    try:
+        torch.set_num_threads(2)
+        run = reasonact.train(fake_data, tmp_path / "run", config="debug", steps=2, log_every=1, progress=False)
+        assert torch.get_num_threads() == 1 and "1 of 2 cores are busy" in capsys.readouterr().out
+        assert all(json.loads(x)["threads"] == 1 for x in (run / "metrics.jsonl").read_text().splitlines())
+        monkeypatch.setenv("REASONACT_THREADS", "two")
+        with pytest.raises(ValueError, match="REASONACT_THREADS"):
+            reasonact.train(fake_data, tmp_path / "r2", config="debug", steps=2, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert 0 <= machine.idle_cores(0.05) <= (os.cpu_count() or 1) + 1e-6

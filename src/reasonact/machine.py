@@ -86,3 +86,36 @@ def model_matmul_shapes(d_model: int, mlp_hidden: int, tokens: int) -> list[tupl
     """The matrix products of one transformer layer's forward pass over ``tokens`` rows (B x L)."""
     d, h = d_model, mlp_hidden
     return [(tokens, d, 3 * d), (tokens, d, d), (tokens, d, 2 * h), (tokens, h, d)]
+
+
+def idle_cores(seconds: float = 0.25) -> float:
+    """How many cores were idle over the next ``seconds`` (``/proc/stat``); the CPU count where unknown."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + (v[4] if len(v) > 4 else 0), sum(v)  # idle + iowait, total
+
+    n = os.cpu_count() or 1
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return float(n)
+    return n * (idle1 - idle0) / max(1, total1 - total0)
+
+
+def training_threads() -> int | None:
+    """Torch threads for a training process: ``REASONACT_THREADS`` when set; else, unless ``OMP_NUM_THREADS``
+    is set, the cores idle right now (at most torch's default). With 2 threads a step beside a busy core ran
+    2.5x slower than alone, with 1 thread at its share (benchmarks/contention.py). None: leave torch alone."""
+    import torch
+
+    value = os.environ.get("REASONACT_THREADS")
+    if value is not None:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"REASONACT_THREADS must be a positive integer, got {value!r}")
+        return int(value)
+    if "OMP_NUM_THREADS" in os.environ:
+        return None
+    return max(1, min(torch.get_num_threads(), int(idle_cores() + 0.5)))

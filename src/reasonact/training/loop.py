@@ -88,6 +88,7 @@ def loop(s: Setup, show: bool) -> None:
         if done % cfg.log_every == 0 or done == cfg.steps:
             record = {"step": done, **{k: v / n_acc for k, v in acc.items()}, "lr": lr_at(step, cfg),
                       "grad_norm": float(gnorm), "samples_per_s": n_acc * per_rank * s.world / (time.time() - t_last),
+                      "threads": torch.get_num_threads(),
                       "time": time.time()}
             if peak:
                 record["mfu"] = record["samples_per_s"] * fps / (peak * s.world)

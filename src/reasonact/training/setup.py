@@ -200,10 +200,22 @@ def _distributed(device: str | None) -> tuple[int, int, torch.device]:
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     dev = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cpu" and world == 1:
+        _set_threads()
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         torch.backends.cuda.matmul.allow_tf32 = True
     return rank, world, dev
+
+
+def _set_threads() -> None:
+    from .. import machine
+
+    before, n = torch.get_num_threads(), machine.training_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+        if n < before:
+            print(f"{before - n} of {before} cores are busy: training with {n} thread(s) (REASONACT_THREADS=N sets it)")
 
 
 def _spec(ds: ReasonactDataset, cfg: TrainConfig, data) -> RunSpec:
