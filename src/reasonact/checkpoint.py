@@ -90,12 +90,17 @@ class RunSpec:
     def config(self) -> Config:
         return Config(self.model, self.sequence)
 
+    @property
+    def steer_trained(self) -> bool:
+        """Trained with given traces (``--steer-prob``): steered calls hide the task part of the state."""
+        return self.train.steer_prob > 0
+
     def policy_info(self, checkpoint: str | Path) -> PolicyInfo:
         s, d = self.sequence, self.data
         return PolicyInfo(checkpoint=str(checkpoint), resolution=d.resolution, decoder=s.decoder,
                           reasoning=s.reasoning, blocks=s.blocks, horizon=s.horizon, action_dim=s.action_dim,
                           state_dim=s.state_dim, tasks=d.tasks, env=d.env, camera=d.camera, state_mode=d.state_mode,
-                          steer_trained=self.train.steer_prob > 0, trace_points=s.trace_points,
+                          steer_trained=self.steer_trained, trace_points=s.trace_points,
                           training_seeds={t: list(v) for t, v in d.seeds.items()})
 
     def to_dict(self) -> dict:

@@ -75,7 +75,7 @@ class ObservationTransform:
         self.instruction_tokens = spec.sequence.instruction_tokens
         self.blocks = spec.sequence.blocks
         self.reasoning = spec.sequence.reasoning
-        self.steer_trained = spec.train.steer_prob > 0
+        self.steer_trained = spec.steer_trained
         self.norm: StateNorm = spec.state_norm
         self.tok = tok
 

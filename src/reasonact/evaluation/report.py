@@ -21,7 +21,8 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the interval holds p itself (at p = 1 rounding would otherwise put the upper end at 0.9999999999999999)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dict:
@@ -107,8 +108,8 @@ def plot(report: dict, path: Path) -> None:
     rates = np.array([report["tasks"][t]["success_rate"] for t in names])
     ci = np.array([report["tasks"][t]["ci95"] for t in names])
     fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(names) + 2), 3.6))
-    err = np.clip([(rates - ci[:, 0]) * 100, (ci[:, 1] - rates) * 100], 0, None)  # rounding can make -1e-14
-    ax.bar(range(len(names)), rates * 100, color="#3b7dd8", yerr=err, capsize=3)
+    ax.bar(range(len(names)), rates * 100, color="#3b7dd8",
+           yerr=[(rates - ci[:, 0]) * 100, (ci[:, 1] - rates) * 100], capsize=3)
     ax.axhline(report["success_rate"] * 100, color="k", ls="--", lw=1, label=f"mean {report['success_rate']:.0%}")
     ax.set_xticks(range(len(names)), [n.removesuffix("-v3") for n in names], rotation=35, ha="right")
     ax.set_ylabel("success (%)")
