@@ -8,15 +8,18 @@ os.environ.setdefault("REASONACT_THREADS", str(os.cpu_count() or 1))
 import pytest  # noqa: E402
 
 TASKS = ["reach-v3", "push-v3"]
+CAMERAS = "zoom,gripperPOV"
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
-    """Two episodes each of two tasks at 48 px, collected once per test session."""
+    """Two episodes each of two tasks at 48 px from two views (zoom, then the wrist camera), collected once
+    per test session."""
     from reasonact.data.collect import collect
 
     out = tmp_path_factory.mktemp("data") / "tiny"
-    collect(out, suite="mt10", tasks=TASKS, episodes_per_task=2, resolution=48, workers=2, progress=False)
+    collect(out, suite="mt10", tasks=TASKS, episodes_per_task=2, resolution=48, camera=CAMERAS, workers=2,
+            progress=False)
     return out
 
 

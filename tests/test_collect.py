@@ -14,6 +14,7 @@ import reasonact.data.collect as collect_mod
 from reasonact.data import DatasetError, load_dataset
 from reasonact.data.collect import collect
 from reasonact.envs import make_env
+from conftest import CAMERAS
 
 pytestmark = pytest.mark.sim
 
@@ -36,8 +37,15 @@ def test_collected_dataset_round_trips(tiny_dataset):
     for key in ("fps", "features", "total_episodes", "total_frames", "seeds"):
         assert key in info
 
+    assert ds.views == ["zoom", "gripperPOV"] and info["cameras"] == ds.views
+    for view in ds.views:
+        assert f"observation.images.{view}" in info["features"]
+        assert info["features"][f"observation.camera_extrinsics.{view}"]["shape"] == [4, 4]
     item = ds[0]
     assert item["rgb"].shape == (48, 48, 3) and item["rgb"].dtype == np.uint8
+    assert set(item["images"]) == {"zoom", "gripperPOV"} and item["images"]["zoom"] is not item["images"]["gripperPOV"]
+    np.testing.assert_array_equal(item["images"]["zoom"], item["rgb"])
+    assert item["points"].shape == (2, 2)
     assert item["depth"].shape == (48, 48) and item["depth"].dtype == np.float32
     assert item["trace"].shape == (5, 2)
     for key in ("state", "action", "ee_pos", "camera_intrinsics", "camera_extrinsics", "instruction", "task",
@@ -46,11 +54,20 @@ def test_collected_dataset_round_trips(tiny_dataset):
 
     # The stored first frame equals what the simulator renders for the recorded seed.
     ep = ds.episodes[0]
-    env = make_env(ep["task"], resolution=48)
+    env = make_env(ep["task"], resolution=48, camera="zoom,gripperPOV")
     obs = env.reset(ep["seed"])
     env.close()
     first = ds[ep["first_index"]]
     np.testing.assert_array_equal(first["rgb"], obs["rgb"])
+    for view in ds.views:  # every view's image and camera matrices, as the simulator has them
+        np.testing.assert_array_equal(first["images"][view], obs["images"][view])
+        np.testing.assert_allclose(first["cameras"][view][0], obs["cameras"][view][0], atol=1e-5)
+        np.testing.assert_allclose(first["cameras"][view][1], obs["cameras"][view][1], atol=1e-5)
+    # The wrist camera moves with the hand; the zoomed view stays where it is.
+    frames = ds.episode_frames(0)
+    last = ds[frames[-1]]
+    assert np.abs(last["cameras"]["gripperPOV"][1] - first["cameras"]["gripperPOV"][1]).max() > 1e-3
+    np.testing.assert_allclose(last["cameras"]["zoom"][1], first["cameras"]["zoom"][1], atol=1e-6)
     np.testing.assert_allclose(first["depth"], np.minimum(obs["depth"], 6.5535), atol=1e-4)
     np.testing.assert_allclose(first["state"], obs["state"], atol=1e-6)
     assert first["instruction"] == obs["instruction"]
@@ -206,12 +223,12 @@ def test_random_path_episodes_extend_a_dataset_and_visit_their_waypoints(tiny_da
     root = tmp_path / "mixed"
     shutil.copytree(tiny_dataset, root)
     before = _digests(root)
-    s = collect(root, suite="mt10", tasks=["reach-v3"], episodes_per_task=2, resolution=48, workers=1,
+    s = collect(root, suite="mt10", tasks=["reach-v3"], episodes_per_task=2, resolution=48, camera=CAMERAS, workers=1,
                 expert="path", progress=False)
     assert s.new_episodes == 2 and "2 random-path episodes" in str(s)
     after = _digests(root)
     assert all(after[k] == v for k, v in before.items())  # the task's demonstrations are untouched
-    again = collect(root, suite="mt10", tasks=["reach-v3"], episodes_per_task=2, resolution=48, workers=1,
+    again = collect(root, suite="mt10", tasks=["reach-v3"], episodes_per_task=2, resolution=48, camera=CAMERAS, workers=1,
                     expert="path", progress=False)
     assert again.new_episodes == 0
 
@@ -244,7 +261,7 @@ def test_training_leaves_random_path_frames_out_unless_steering(tiny_dataset, tm
 
     root = tmp_path / "mixed"
     shutil.copytree(tiny_dataset, root)
-    collect(root, suite="mt10", tasks=["push-v3"], episodes_per_task=1, resolution=48, workers=1, expert="path",
+    collect(root, suite="mt10", tasks=["push-v3"], episodes_per_task=1, resolution=48, camera=CAMERAS, workers=1, expert="path",
             progress=False)
     n = int(load_dataset(root).path_frames.sum())
     kw = dict(config="debug", steps=1, batch_size=4, reasoning="trace", progress=False)

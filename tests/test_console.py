@@ -49,6 +49,10 @@ def test_browser_draws_a_trace_steps_and_sees_the_steered_episode(policy):
         browser.wait_for("getComputedStyle(document.getElementById('attention')).display !== 'none'")
         bottom = browser.evaluate("document.getElementById('attention').getBoundingClientRect().bottom")
         assert 0 < bottom <= browser.evaluate("window.innerHeight") <= 900
+        # The policy reads a second view (the wrist camera): the page shows it.
+        assert policy.info.views == ("zoom", "gripperPOV")
+        assert browser.evaluate("document.querySelectorAll('#views img').length") == 1
+        assert browser.evaluate("document.querySelector('#views img').title") == "gripperPOV"
 
         # Draw a path across the camera image, from its left third to its right third.
         rect = browser.evaluate("(() => { const r = document.getElementById('camera').getBoundingClientRect();"

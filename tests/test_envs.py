@@ -104,3 +104,33 @@ def test_the_zoomed_view_shows_the_puck_larger():
         sizes[camera] = int(np.isin(e.render_segmentation(), e.geom_ids(["obj"])).sum())
         e.close()
     assert sizes["zoom"] >= 4 * sizes["corner2"] > 0, sizes
+
+
+def test_several_views_each_with_its_own_camera_and_the_object_points_on_the_object():
+    env = make_env("push-v3", resolution=64, camera="zoom,gripperPOV")
+    try:
+        obs = env.reset(3)
+        assert list(obs["images"]) == ["zoom", "gripperPOV"]
+        np.testing.assert_array_equal(obs["images"]["zoom"], obs["rgb"])
+        assert not np.array_equal(obs["images"]["gripperPOV"], obs["rgb"])
+        K, E = obs["cameras"]["zoom"]
+        np.testing.assert_allclose(E, obs["camera_extrinsics"])
+        # The recorded points are the simulator's puck and goal, and the puck's projection lands on the puck
+        # in both views.
+        points = obs["privileged"]["points"]
+        np.testing.assert_allclose(points[0], env._env._get_pos_objects()[:3], atol=1e-6)
+        np.testing.assert_allclose(points[1], env._env._target_pos, atol=1e-6)
+        puck = env.geom_ids(["obj"])
+        for view in ("zoom", "gripperPOV"):
+            u, v = project(points[0], *obs["cameras"][view])
+            seg = env.render_segmentation(view)
+            assert seg[int(v), int(u)] in puck, view
+    finally:
+        env.close()
+
+
+def test_a_view_list_is_checked():
+    with pytest.raises(ValueError, match="third-person"):
+        make_env("reach-v3", camera="gripperPOV,zoom")
+    with pytest.raises(ValueError, match="unknown camera nope"):
+        make_env("reach-v3", camera="zoom,nope")

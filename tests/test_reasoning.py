@@ -218,7 +218,7 @@ def test_overfit_rationale_block_writes_the_teachers_text(annotated):
                       state_norm=StateNorm(np.zeros(7, np.float32), np.ones(7, np.float32)), rationales=rat,
                       augment=False, paraphrase_prob=0.0, progress=False)
     torch.manual_seed(0)
-    model = ActionReasoningModel(Config(model_config("debug"), seq), tok.vocab)
+    model = ActionReasoningModel(Config(model_config("debug", views=len(ds.views)), seq), tok.vocab)
     rows = torch.tensor([0, 120])
     batch = src.batch(rows)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)

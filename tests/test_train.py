@@ -37,7 +37,7 @@ def test_overfitting_a_tiny_batch_reproduces_its_chunks(tiny_dataset, decoder):
     ds = load_dataset(tiny_dataset)
     src, tok, seq = _source(ds, "trace", decoder=decoder)
     torch.manual_seed(0)
-    model = ActionReasoningModel(Config(model_config("debug"), seq), tok.vocab)
+    model = ActionReasoningModel(Config(model_config("debug", views=len(ds.views)), seq), tok.vocab)
     rows = torch.tensor([0, 40, 70, 150])
     batch = src.batch(rows)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -79,19 +79,22 @@ def test_checkpoint_reloads_to_identical_predictions(fake_data, tmp_path):
     assert a.latency_ms > 0
 
 
-def test_resume_reproduces_the_uninterrupted_run(fake_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "points_weight": 1.0}], ids=["plain", "ema+points"])
+def test_resume_reproduces_the_uninterrupted_run(fake_data, tmp_path, monkeypatch, extra):
+    from safetensors.torch import load_file
+
     from reasonact import checkpoint
 
-    whole = _train(fake_data, tmp_path / "whole", 6)
+    whole = _train(fake_data, tmp_path / "whole", 6, **extra)
     real_save = checkpoint.save_training_state
 
-    def save_then_die(run, model, opt, step, seconds):  # killed right after the step-3 checkpoint
-        real_save(run, model, opt, step, seconds)
+    def save_then_die(run, model, opt, step, seconds, ema=None):  # killed right after the step-3 checkpoint
+        real_save(run, model, opt, step, seconds, ema)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(checkpoint, "save_training_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        _train(fake_data, tmp_path / "part", 6)
+        _train(fake_data, tmp_path / "part", 6, **extra)
     monkeypatch.setattr(checkpoint, "save_training_state", real_save)
     part = tmp_path / "part"
     reasonact.train(None, part, resume=True, progress=False)
@@ -99,6 +102,10 @@ def test_resume_reproduces_the_uninterrupted_run(fake_data, tmp_path, monkeypatc
     a, b = read(whole), read(part)
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose([r["loss"] for r in b[3:]], [r["loss"] for r in a[3:]], rtol=1e-5)
+    assert ("loss_points" in a[-1]) == bool(extra)
+    wa, wb = load_file(whole / "model.safetensors"), load_file(part / "model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
     with pytest.raises(FileExistsError, match="--resume"):
         _train(fake_data, tmp_path / "whole", 6)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
@@ -277,3 +284,52 @@ def test_training_takes_only_the_idle_cores(fake_data, tmp_path, monkeypatch, ca
     finally:
         torch.set_num_threads(before)
     assert 0 <= machine.idle_cores(0.05) <= (os.cpu_count() or 1) + 1e-6
+
+
+def test_random_shift_moves_the_trace_and_the_points_with_the_image(fake_data):
+    """In the fake data the goal is a red disc (the recorded point) and the gripper a blue one (the trace's
+    first point): after augmentation they must still sit on their discs."""
+    ds = load_dataset(fake_data)
+    src, tok, _ = _source(ds, "trace")
+    aug = BatchSource(ds, np.arange(len(ds)), tok, image_size=32, horizon=8, blocks=("trace", "act"),
+                      instruction_tokens=16, state_norm=NO_NORM, augment=True, shift=4, points=True,
+                      paraphrase_prob=0.0, progress=False)
+    rows = torch.arange(0, len(ds), 7)
+    b = aug.batch(rows, torch.Generator().manual_seed(0))
+    plain = src.batch(rows)
+    assert not torch.equal(b["images"], plain["images"])  # shifted
+    img = b["images"][:, 0]  # (B, 3, S, S), the only view
+    goal = (b["points"][:, 0] * 32).long().clamp(0, 31)  # (B, 2) pixels (x, y)
+    tr = tok.trace
+    ee = ((b["targets"]["trace"][:, :2] - tok.vocab.offset("coord")).float() + 0.5)
+    ee = (ee * torch.tensor([tr.width / tr.bins, tr.height / tr.bins])).long().clamp(0, 31)
+    k = torch.arange(len(rows))
+    # Where the discs overlap the gripper is drawn over the goal: compare with the unshifted image instead.
+    still = plain["images"][:, 0]
+    at = lambda im, xy: im[k, :, xy[:, 1], xy[:, 0]]  # noqa: E731
+    goal0 = torch.from_numpy(ds.points[rows.numpy(), 0]).long()
+    ee0 = torch.from_numpy(ds.traces[rows.numpy(), 0]).long()
+    for moved, unmoved in ((at(img, goal), at(still, goal0)), (at(img, ee), at(still, ee0))):
+        assert (unmoved.max(1).values - unmoved.min(1).values > 0.3).all()  # on a disc, not the grey table
+        # Brightness and contrast move colours a little; which channel leads does not change.
+        assert (moved.argmax(1) == unmoved.argmax(1)).float().mean() > 0.9
+
+
+def test_weight_average_follows_the_weights_and_swaps_in_for_saving():
+    from reasonact.training.ema import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    ema = WeightAverage(model, decay=0.5)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    for _ in range(50):
+        ema.update()
+    with ema.applied():
+        torch.testing.assert_close(model.weight, start + 1.0)  # converged on the constant weights
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update()  # one step of decay 0.5: half-way
+    with ema.applied():
+        torch.testing.assert_close(model.weight, start + 1.5)
+    torch.testing.assert_close(model.weight, start + 2.0)  # its own weights are back

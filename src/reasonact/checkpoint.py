@@ -52,6 +52,11 @@ class DataSettings:
     frames: int = 0
     episodes: int = 0
 
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The camera views the policy reads, in order (``camera`` names them comma-separated)."""
+        return tuple(self.camera.split(","))
+
     @classmethod
     def of(cls, ds) -> "DataSettings":
         i = ds.info
@@ -252,13 +257,20 @@ def has_training_state(run: str | Path) -> bool:
     return (Path(run) / TRAINING_STATE).exists()
 
 
-def save_training_state(run: str | Path, model, opt, step: int, seconds: float) -> None:
-    """Weights for inference and everything --resume needs, each written atomically."""
+def save_training_state(run: str | Path, model, opt, step: int, seconds: float, ema=None) -> None:
+    """Weights for inference (the averaged ones when ``ema`` is given) and everything --resume needs, each
+    written atomically."""
+    import contextlib
+
     import torch
 
-    save_weights(run, model, step)
+    with ema.applied() if ema is not None else contextlib.nullcontext():
+        save_weights(run, model, step)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "seconds": seconds}
+    if ema is not None:
+        state["ema"] = ema.state_dict()
     with atomic_path(Path(run) / TRAINING_STATE) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "seconds": seconds}, tmp)
+        torch.save(state, tmp)
 
 
 def load_training_state(run: str | Path, device) -> dict:

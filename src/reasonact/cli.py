@@ -77,7 +77,10 @@ def _add_collect(sub) -> None:
     p.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks (default: all of them)")
     p.add_argument("--episodes-per-task", type=int, default=50, help="successful episodes per task")
     p.add_argument("--resolution", type=int, default=128, help="square image size in pixels")
-    p.add_argument("--camera", default="corner2", help="Meta-World camera name")
+    p.add_argument("--cameras", "--camera", dest="camera", default="corner2",
+                   help="camera view(s), comma-separated, the trace's third-person view first: e.g. zoom (corner2 "
+                        "moved closer) or zoom,gripperPOV (with the wrist camera); one of corner, corner2, corner3, "
+                        "corner4, topview, zoom, then any of those or behindGripper, gripperPOV")
     p.add_argument("--state", dest="state_mode", default="goal", choices=["goal", "full"],
                    help="goal: end effector, gripper and goal position; full: Meta-World's 39-d state")
     p.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)

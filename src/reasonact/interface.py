@@ -57,6 +57,11 @@ class PolicyInfo:
     training_seeds: dict = field(default_factory=dict)  # task -> layouts used for training: never evaluate on them
     default_diffusion_steps: int = DEFAULT_DIFFUSION_STEPS
 
+    @property
+    def views(self) -> tuple[str, ...]:
+        """Camera views per observation: ``obs["rgb"]`` is the first; ``obs["images"][view]`` holds the others."""
+        return tuple(self.camera.split(","))
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["blocks"], d["tasks"] = list(self.blocks), list(self.tasks)

@@ -1,7 +1,8 @@
 """Observation -> model inputs: the one path shared by training batches, the policy, attention maps and
 the server.
 
-    images        (B, H, W, 3) uint8 -> (B, 3, S, S) float in [0, 1] at the model's resolution
+    images        (B, H, W, 3) uint8 -> (B, V, 3, S, S) float in [0, 1] at the model's resolution, per view:
+                  obs["rgb"] is the first view, obs["images"][name] any view
     instructions  list of str        -> (B, L) token ids, right-padded with <pad>
     state         (B, D) float       -> (B, D) normalised; for steered samples everything after the
                                         proprioception is hidden (where to go comes from the trace)
@@ -59,7 +60,7 @@ def hide_task_state(state: torch.Tensor, rows: torch.Tensor | None = None) -> to
 
 @dataclass
 class ModelInputs:
-    images: torch.Tensor  # (B, 3, S, S) float in [0, 1]
+    images: torch.Tensor  # (B, V, 3, S, S) float in [0, 1]
     instr: torch.Tensor  # (B, Li) token ids
     state: torch.Tensor  # (B, D) normalised (task state hidden when steered by a steer-trained policy)
     given: dict[str, torch.Tensor]  # block -> (B, L) ids given rather than generated (a steering trace)
@@ -70,6 +71,7 @@ class ObservationTransform:
 
     def __init__(self, spec: RunSpec, tok: Tokenizers):
         self.resolution = spec.data.resolution
+        self.views = spec.data.views
         self.image_size = spec.model.image_size
         self.state_dim = spec.sequence.state_dim
         self.instruction_tokens = spec.sequence.instruction_tokens
@@ -80,14 +82,22 @@ class ObservationTransform:
         self.tok = tok
 
     def rgb(self, obs: dict) -> np.ndarray:
-        if "rgb" not in obs:
-            raise ValueError("observation has no 'rgb' image")
-        rgb = np.asarray(obs["rgb"])
-        r = self.resolution
-        if rgb.shape != (r, r, 3) or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an rgb image of shape ({r}, {r}, 3) uint8 (the resolution this policy was "
-                             f"trained on), got {rgb.shape} {rgb.dtype}")
-        return rgb
+        """Every view's image of one observation, (V, r, r, 3) uint8."""
+        images = obs.get("images") or {}
+        out = []
+        for k, view in enumerate(self.views):
+            img = images.get(view, obs.get("rgb") if k == 0 else None)
+            if img is None:
+                need = "obs['rgb']" if k == 0 else f"obs['images'][{view!r}]"
+                raise ValueError(f"observation has no {view!r} image ({need}); this policy reads the views "
+                                 f"{', '.join(self.views)}")
+            img = np.asarray(img)
+            r = self.resolution
+            if img.shape != (r, r, 3) or img.dtype != np.uint8:
+                raise ValueError(f"expected the {view!r} image as ({r}, {r}, 3) uint8 (the resolution this policy "
+                                 f"was trained on), got {img.shape} {img.dtype}")
+            out.append(img)
+        return np.stack(out)
 
     def state(self, obs: dict) -> np.ndarray:
         d = self.state_dim
@@ -106,8 +116,9 @@ class ObservationTransform:
             instructions = [o.get("instruction") for o in observations]
         if len(instructions) != len(observations) or any(not isinstance(t, str) or not t.strip() for t in instructions):
             raise ValueError("an instruction is required: pass instruction=... or give obs['instruction']")
-        images = resize_images(torch.from_numpy(rgb).permute(0, 3, 1, 2), self.image_size)
-        images = images.to(device).float() / 255.0
+        B, V = rgb.shape[:2]
+        images = resize_images(torch.from_numpy(rgb).flatten(0, 1).permute(0, 3, 1, 2), self.image_size)
+        images = images.unflatten(0, (B, V)).to(device).float() / 255.0
         instr = encode_instructions(list(instructions), self.tok.text, self.tok.vocab, self.instruction_tokens).to(device)
         st = torch.from_numpy(self.norm(state)).to(device)
         given = {}

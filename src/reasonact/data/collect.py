@@ -23,13 +23,14 @@ import numpy as np
 from ..io import encode_depth, encode_png, write_json_atomic
 from .format import (
     CODEBASE_VERSION,
+    DatasetError,
     EXPERTS,
-    IMAGE_COLUMNS,
     append_failure,
     check_settings,
     existing_episodes,
     finalize,
     read_failures,
+    view_columns,
     write_episode,
 )
 
@@ -96,16 +97,21 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
         path = PathExpert.for_episode(task, seed, obs["ee_pos"])
         steps = min(steps, path.step_budget(obs["ee_pos"]))
     cols: dict[str, list] = defaultdict(list)
+    views = view_columns({"cameras": env.views})
     success = False
     for _ in range(steps):
         action = env.expert_action() if path is None else path.action(obs["ee_pos"])
-        cols["observation.image"].append(encode_png(obs["rgb"]))
+        images = obs.get("images", {env.views[0]: obs["rgb"]})
+        cameras = obs.get("cameras", {env.views[0]: (obs["camera_intrinsics"], obs["camera_extrinsics"])})
+        for view, (image, intrinsics, extrinsics) in views.items():
+            cols[image].append(encode_png(images[view]))
+            cols[intrinsics].append(cameras[view][0].reshape(-1))
+            cols[extrinsics].append(cameras[view][1].reshape(-1))
         cols["observation.depth"].append(encode_depth(obs["depth"]))
         cols["observation.state"].append(obs["state"])
         cols["observation.ee_pos"].append(obs["ee_pos"])
-        cols["observation.camera_intrinsics"].append(obs["camera_intrinsics"].reshape(-1))
-        cols["observation.camera_extrinsics"].append(obs["camera_extrinsics"].reshape(-1))
         cols["observation.privileged"].append(obs["privileged"]["full_state"])
+        cols["observation.points"].append(obs["privileged"]["points"].reshape(-1))
         cols["action"].append(action)
         obs, success, done = env.step(action)
         if path is not None:  # the task's own success is beside the point here
@@ -115,13 +121,14 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
         if done:
             break
     result = {"task": task, "seed": int(seed), "expert": expert, "success": bool(success),
-              "length": len(cols["action"])}
+              "length": len(cols["action"]), "views": env.views}
     if success:
         result["columns"] = {
-            k: v if k in IMAGE_COLUMNS or k == "next.success" else np.stack(v).astype(np.float32)
+            k: v if k == "next.success" or isinstance(v[0], bytes) else np.stack(v).astype(np.float32)
             for k, v in cols.items()
         }
-        result["dims"] = (env.state_dim, env.action_dim, len(obs["privileged"]["full_state"]))
+        result["dims"] = (env.state_dim, env.action_dim, len(obs["privileged"]["full_state"]),
+                          obs["privileged"]["points"].size)
     return result
 
 
@@ -131,7 +138,11 @@ def _open(root: Path, settings: dict, task_list: list[str]) -> list[str]:
     info = check_settings(root, settings)
     (root / "meta").mkdir(parents=True, exist_ok=True)
     if info is None:
-        info = {"codebase_version": CODEBASE_VERSION, **settings, "complete": False, "tasks": []}
+        info = {"codebase_version": CODEBASE_VERSION, **settings, "cameras": settings["camera"].split(","),
+                "complete": False, "tasks": []}
+    elif "cameras" not in info:
+        raise DatasetError(f"{root} was written before datasets named their camera views and cannot be extended; "
+                           "collect into a new --out")
     all_tasks = list(dict.fromkeys(list(info.get("tasks", [])) + task_list))
     info.update(tasks=all_tasks, complete=False)
     write_json_atomic(root / "meta" / "info.json", info)
@@ -170,6 +181,9 @@ def collect(
         raise ValueError(f"workers must be at least 1, got {workers}")
 
     root = Path(out)
+    from ..envs.metaworld import parse_cameras
+
+    camera = ",".join(parse_cameras(camera))
     all_tasks = _open(root, {"env": "metaworld", "suite": suite, "resolution": resolution, "camera": camera,
                              "state_mode": state_mode, "seed": seed}, task_list)
     existing = existing_episodes(root)

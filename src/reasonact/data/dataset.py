@@ -13,7 +13,16 @@ import numpy as np
 
 from ..envs.camera import project
 from ..io import decode_depth, decode_png
-from .format import DatasetError, read_episodes, read_frames, read_info, read_rationales, read_stats, read_tasks
+from .format import (
+    DatasetError,
+    read_episodes,
+    read_frames,
+    read_info,
+    read_rationales,
+    read_stats,
+    read_tasks,
+    view_columns,
+)
 
 
 def _fixed(table, column: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -52,13 +61,18 @@ class ReasonactDataset:
         self.actions = _fixed(table, "action", (self.info["action_dim"],))
         self.states = _fixed(table, "observation.state", (self.info["state_dim"],))
         self.ee_pos = _fixed(table, "observation.ee_pos", (3,))
-        self.intrinsics = _fixed(table, "observation.camera_intrinsics", (3, 3))
-        self.extrinsics = _fixed(table, "observation.camera_extrinsics", (4, 4))
+        columns = view_columns(self.info)
+        self.views: list[str] = list(columns)  # the first holds the trace
+        self.cameras = {v: (_fixed(table, K, (3, 3)), _fixed(table, E, (4, 4))) for v, (_, K, E) in columns.items()}
+        self.intrinsics, self.extrinsics = self.cameras[self.views[0]]
+        # World positions of the task's objects (object, goal; ``observation.points``), where collected.
+        self.points_world = (_fixed(table, "observation.points", (-1, 3))
+                             if "observation.points" in table.column_names else None)
         self.privileged = _fixed(table, "observation.privileged", (-1,)) if n else np.zeros((0, 0), np.float32)
         self.episode_index = table["episode_index"].to_numpy()
         self.frame_index = table["frame_index"].to_numpy()
         self.task_index = table["task_index"].to_numpy()
-        self._images = table["observation.image"].combine_chunks()
+        self._images = {v: table[image].combine_chunks() for v, (image, _, _) in columns.items()}
         self._depths = table["observation.depth"].combine_chunks()
 
         # Per-frame episode bounds [start, end) in global frame indices.
@@ -74,6 +88,7 @@ class ReasonactDataset:
         path_episode = np.array([e["expert"] == "path" for e in self.episodes], bool)
         self.path_frames = path_episode[rows] if n else np.zeros(0, bool)
         self.traces = self._compute_traces()
+        self.points = None if self.points_world is None else self._project(self.points_world)  # (N, K, 2)
         self._rationales: list[str | None] | None = None
         try:
             self._rationales = read_rationales(self.root, n)
@@ -90,8 +105,12 @@ class ReasonactDataset:
             raise IndexError(f"frame {i} out of range for a dataset of {n} frames")
         i = int(i) % n
         task = self.tasks[int(self.task_index[i])]
+        several = len(self.views) > 1
         return {
             "rgb": self.image(i),
+            **({"images": {v: self.image(i, v) for v in self.views},
+                "cameras": {v: (K[i], E[i]) for v, (K, E) in self.cameras.items()}} if several else {}),
+            **({"points": self.points[i]} if self.points is not None else {}),
             "depth": self.depth(i),
             "state": self.states[i],
             "action": self.actions[i],
@@ -108,8 +127,11 @@ class ReasonactDataset:
             **({"rationale": self._rationales[i]} if self._rationales is not None else {}),
         }
 
-    def image(self, i: int) -> np.ndarray:
-        return decode_png(self._images[i].as_py())
+    def image(self, i: int, view: str | None = None) -> np.ndarray:
+        """Frame ``i`` of a view (the first by default), (H, W, 3) uint8."""
+        if view is not None and view not in self._images:
+            raise KeyError(f"the dataset has no view {view!r}; its views: {', '.join(self.views)}")
+        return decode_png(self._images[view or self.views[0]][i].as_py())
 
     def depth(self, i: int) -> np.ndarray:
         return decode_depth(self._depths[i].as_py())
@@ -146,7 +168,10 @@ class ReasonactDataset:
             return np.zeros((0, self.trace_points, 2), np.float32)
         frames = np.arange(n)
         future = trace_frame_indices(frames, self.episode_end - 1, self.trace_points)  # (N, P)
-        pts = self.ee_pos[future]  # (N, P, 3)
+        return self._project(self.ee_pos[future])
+
+    def _project(self, pts: np.ndarray) -> np.ndarray:
+        """(N, P, 3) world points, one set per frame -> (N, P, 2) pixels of each frame's first view."""
         homo = np.concatenate([pts, np.ones(pts.shape[:-1] + (1,), np.float32)], -1)
         cam = np.einsum("nij,npj->npi", self.extrinsics, homo)[..., :3]
         uvw = np.einsum("nij,npj->npi", self.intrinsics, cam)
@@ -159,7 +184,7 @@ class ReasonactDataset:
 
     def __repr__(self) -> str:
         return (f"ReasonactDataset({str(self.root)!r}, episodes={len(self.episodes)}, frames={len(self)}, "
-                f"tasks={self.task_names}, resolution={self.resolution})")
+                f"tasks={self.task_names}, resolution={self.resolution}, views={self.views})")
 
 
 def load_dataset(path: str | Path, *, trace_points: int = 5) -> ReasonactDataset:

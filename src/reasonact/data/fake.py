@@ -14,11 +14,12 @@ import numpy as np
 
 from ..envs.camera import intrinsics_from_fovy, project
 from ..io import encode_depth, encode_png, write_json_atomic
-from .format import CODEBASE_VERSION, finalize, write_episode
+from .format import CODEBASE_VERSION, finalize, view_columns, write_episode
 
 CAMERA_HEIGHT = 1.0  # metres above the table, looking straight down at (0, 0.6, 0)
 WORKSPACE = np.array([[-0.2, 0.45, 0.05], [0.2, 0.75, 0.3]])  # (lo, hi) of gripper and goal positions
 SPEED = 0.01  # metres per unit of action per step
+VIEW = "top-down"
 
 
 def fake_camera(resolution: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,9 +45,9 @@ def fake_episode(seed: int, task: str, resolution: int, length: int) -> dict:
     ee = rng.uniform(*WORKSPACE)
     goal = rng.uniform(*WORKSPACE)
     radius = max(1.5, resolution / 20)
-    cols: dict[str, list] = {k: [] for k in ("observation.image", "observation.depth", "observation.state",
-                                             "observation.ee_pos", "observation.camera_intrinsics",
-                                             "observation.camera_extrinsics", "observation.privileged", "action",
+    image, intrinsics, extrinsics = view_columns({"cameras": [VIEW]})[VIEW]
+    cols: dict[str, list] = {k: [] for k in (image, "observation.depth", "observation.state", "observation.ee_pos",
+                                             intrinsics, extrinsics, "observation.privileged", "observation.points", "action",
                                              "next.success")}
     for t in range(length):
         img = np.full((resolution, resolution, 3), 90, np.uint8)
@@ -55,20 +56,21 @@ def fake_episode(seed: int, task: str, resolution: int, length: int) -> dict:
         grip = 1.0 if t > length // 2 else -1.0
         action = np.concatenate([np.clip((goal - ee) / (SPEED * 4), -1, 1), [grip]]).astype(np.float32)
         depth = np.full((resolution, resolution), CAMERA_HEIGHT, np.float32)
-        cols["observation.image"].append(encode_png(img))
+        cols[image].append(encode_png(img))
         cols["observation.depth"].append(encode_depth(depth))
         cols["observation.state"].append(np.concatenate([ee, [grip], goal]))
         cols["observation.ee_pos"].append(ee)
-        cols["observation.camera_intrinsics"].append(K.reshape(-1))
-        cols["observation.camera_extrinsics"].append(E.reshape(-1))
+        cols[intrinsics].append(K.reshape(-1))
+        cols[extrinsics].append(E.reshape(-1))
         cols["observation.privileged"].append(np.concatenate([ee, goal]))
+        cols["observation.points"].append(goal)
         cols["action"].append(action)
         ee = ee + action[:3] * SPEED
         cols["next.success"].append(t == length - 1)
     numeric = {k: np.stack(v).astype(np.float32) for k, v in cols.items()
-               if k not in ("observation.image", "observation.depth", "next.success")}
+               if k not in (image, "observation.depth", "next.success")}
     return {"task": task, "seed": seed, "expert": "task", "success": True, "length": length,
-            "columns": {**cols, **numeric}, "dims": (7, 4, 6)}
+            "columns": {**cols, **numeric}, "views": [VIEW], "dims": (7, 4, 6, 3)}
 
 
 def fake_dataset(out: str | Path, *, tasks: tuple[str, ...] = ("reach-v3", "push-v3"), episodes_per_task: int = 3,
@@ -80,7 +82,7 @@ def fake_dataset(out: str | Path, *, tasks: tuple[str, ...] = ("reach-v3", "push
     (root / "meta").mkdir(parents=True, exist_ok=True)
     write_json_atomic(root / "meta" / "info.json", {
         "codebase_version": CODEBASE_VERSION, "env": "fake", "suite": "fake", "resolution": resolution,
-        "camera": "top-down", "state_mode": "goal", "seed": seed, "complete": False, "tasks": list(tasks)})
+        "camera": VIEW, "cameras": [VIEW], "state_mode": "goal", "seed": seed, "complete": False, "tasks": list(tasks)})
     episode, frame = 0, 0
     for k in range(episodes_per_task):
         for t, task in enumerate(tasks):

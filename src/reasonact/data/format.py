@@ -27,7 +27,6 @@ DATA_PATH = "data/chunk-{chunk:03d}/episode_{episode:06d}.parquet"
 FPS = 80  # Meta-World: 5 physics steps of 2.5 ms per action
 # Settings that must match for two collections to share a directory.
 SETTING_KEYS = ("env", "suite", "resolution", "camera", "state_mode", "seed")
-IMAGE_COLUMNS = ("observation.image", "observation.depth")
 EXPERTS = ("task", "path")  # the task's scripted expert; random paths through its scene (steering)
 
 
@@ -35,8 +34,20 @@ def episode_file(root: Path, episode: int) -> Path:
     return Path(root) / DATA_PATH.format(chunk=episode // CHUNK_SIZE, episode=episode)
 
 
-def episode_schema(state_dim: int, action_dim: int, privileged_dim: int) -> pa.Schema:
+def view_columns(info: dict) -> dict[str, tuple[str, str, str]]:
+    """view -> its (image, intrinsics, extrinsics) columns, the first view first (the trace is in it).
+    Datasets written before views were named hold one view under ``observation.image``."""
+    if "cameras" in info:
+        return {v: (f"observation.images.{v}", f"observation.camera_intrinsics.{v}",
+                    f"observation.camera_extrinsics.{v}") for v in info["cameras"]}
+    return {info.get("camera", "camera"): ("observation.image", "observation.camera_intrinsics",
+                                            "observation.camera_extrinsics")}
+
+
+def episode_schema(views: list[str], state_dim: int, action_dim: int, privileged_dim: int,
+                   points_dim: int = 0) -> pa.Schema:
     f32 = pa.float32()
+    cols = view_columns({"cameras": views})
     return pa.schema(
         [
             ("index", pa.int64()),
@@ -44,32 +55,40 @@ def episode_schema(state_dim: int, action_dim: int, privileged_dim: int) -> pa.S
             ("frame_index", pa.int64()),
             ("timestamp", f32),
             ("task_index", pa.int64()),
-            ("observation.image", pa.binary()),
+            *[(c[0], pa.binary()) for c in cols.values()],
             ("observation.depth", pa.binary()),
             ("observation.state", pa.list_(f32, state_dim)),
             ("observation.ee_pos", pa.list_(f32, 3)),
-            ("observation.camera_intrinsics", pa.list_(f32, 9)),
-            ("observation.camera_extrinsics", pa.list_(f32, 16)),
+            *[f for c in cols.values() for f in ((c[1], pa.list_(f32, 9)), (c[2], pa.list_(f32, 16)))],
             ("observation.privileged", pa.list_(f32, privileged_dim)),
+            *([("observation.points", pa.list_(f32, points_dim))] if points_dim else []),
             ("action", pa.list_(f32, action_dim)),
             ("next.success", pa.bool_()),
         ]
     )
 
 
-def features(resolution: int, state_dim: int, action_dim: int, privileged_dim: int) -> dict:
+def features(views: list[str], resolution: int, state_dim: int, action_dim: int, privileged_dim: int,
+             points_dim: int = 0) -> dict:
     r = resolution
+    cameras = {}
+    for view, (image, K, E) in view_columns({"cameras": views}).items():
+        cameras[image] = {"dtype": "png", "shape": [r, r, 3], "names": ["height", "width", "rgb"]}
+        cameras[K] = {"dtype": "float32", "shape": [3, 3], "convention": "opencv"}
+        cameras[E] = {"dtype": "float32", "shape": [4, 4], "convention": "world->camera, opencv"}
     return {
-        "observation.image": {"dtype": "png", "shape": [r, r, 3], "names": ["height", "width", "rgb"]},
+        **cameras,
         "observation.depth": {
             "dtype": "png16", "shape": [r, r], "unit": "m", "scale": DEPTH_SCALE,
-            "note": "uint16 PNG; metres = value * scale; clipped at 6.5535 m",
+            "note": f"uint16 PNG of the first view ({views[0]}); metres = value * scale; clipped at 6.5535 m",
         },
         "observation.state": {"dtype": "float32", "shape": [state_dim]},
         "observation.ee_pos": {"dtype": "float32", "shape": [3], "unit": "m", "frame": "world"},
-        "observation.camera_intrinsics": {"dtype": "float32", "shape": [3, 3], "convention": "opencv"},
-        "observation.camera_extrinsics": {"dtype": "float32", "shape": [4, 4], "convention": "world->camera, opencv"},
         "observation.privileged": {"dtype": "float32", "shape": [privileged_dim], "note": "simulator state; never a model input"},
+        **({"observation.points": {
+            "dtype": "float32", "shape": [points_dim // 3, 3], "unit": "m", "frame": "world",
+            "note": "the task's object and goal (simulator truth); a training target, never a model input"}}
+           if points_dim else {}),
         "action": {"dtype": "float32", "shape": [action_dim], "range": [-1.0, 1.0]},
         "next.success": {"dtype": "bool", "shape": [1]},
         "index": {"dtype": "int64", "shape": [1]},
@@ -189,10 +208,11 @@ def append_failure(root: Path, task: str, seed: int, expert: str) -> None:
 
 
 def write_episode(root: Path, result: dict, episode_index: int, first_index: int, task_index: int) -> Path:
+    """Write one collected episode: ``result["columns"]`` holds every column of :func:`episode_schema`
+    but the index columns (``result["views"]`` names the views, ``result["dims"]`` the vector widths)."""
     cols = result["columns"]
     n = result["length"]
-    state_dim, action_dim, priv_dim = result["dims"]
-    schema = episode_schema(state_dim, action_dim, priv_dim).with_metadata(
+    schema = episode_schema(result["views"], *result["dims"]).with_metadata(
         {
             "reasonact.task": result["task"],
             "reasonact.seed": str(result["seed"]),
@@ -200,32 +220,23 @@ def write_episode(root: Path, result: dict, episode_index: int, first_index: int
             "reasonact.episode_index": str(episode_index),
         }
     )
-
-    def fixed(arr: np.ndarray, width: int) -> pa.Array:
-        return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1), pa.float32()), width)
-
-    table = pa.Table.from_arrays(
-        [
-            pa.array(np.arange(first_index, first_index + n), pa.int64()),
-            pa.array(np.full(n, episode_index), pa.int64()),
-            pa.array(np.arange(n), pa.int64()),
-            pa.array(np.arange(n, dtype=np.float32) / FPS, pa.float32()),
-            pa.array(np.full(n, task_index), pa.int64()),
-            pa.array(cols["observation.image"], pa.binary()),
-            pa.array(cols["observation.depth"], pa.binary()),
-            fixed(cols["observation.state"], state_dim),
-            fixed(cols["observation.ee_pos"], 3),
-            fixed(cols["observation.camera_intrinsics"], 9),
-            fixed(cols["observation.camera_extrinsics"], 16),
-            fixed(cols["observation.privileged"], priv_dim),
-            fixed(cols["action"], action_dim),
-            pa.array(cols["next.success"], pa.bool_()),
-        ],
-        schema=schema,
-    )
+    index = {"index": np.arange(first_index, first_index + n), "episode_index": np.full(n, episode_index),
+             "frame_index": np.arange(n), "timestamp": np.arange(n, dtype=np.float32) / FPS,
+             "task_index": np.full(n, task_index)}
+    arrays = []
+    for f in schema:
+        if f.name in index:
+            arrays.append(pa.array(index[f.name], f.type))
+        elif pa.types.is_fixed_size_list(f.type):
+            arr = np.asarray(cols[f.name], np.float32).reshape(-1)
+            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(arr, pa.float32()), f.type.list_size))
+        else:
+            arrays.append(pa.array(cols[f.name], f.type))
+    table = pa.Table.from_arrays(arrays, schema=schema)
     path = episode_file(root, episode_index)
     # PNG bytes do not compress further; everything else is zstd.
-    write_parquet_atomic(table, path, compression={c: "none" if c in IMAGE_COLUMNS else "zstd" for c in table.column_names})
+    write_parquet_atomic(table, path, compression={f.name: "none" if pa.types.is_binary(f.type) else "zstd"
+                                                   for f in schema})
     return path
 
 
@@ -280,9 +291,12 @@ def finalize(root: Path) -> int:
         root / "meta" / "tasks.parquet",
     )
     files = [root / e["file"] for e in episodes]
-    state_dim = action_dim = priv_dim = 0
+    state_dim = action_dim = priv_dim = points_dim = 0
     if files:
         numeric = pq.read_table(files, columns=["observation.state", "action", "observation.privileged"])
+        schema = pq.read_schema(files[0])
+        k = schema.get_field_index("observation.points")
+        points_dim = 0 if k < 0 else schema.field(k).type.list_size
         actions = np.asarray(numeric["action"].combine_chunks().flatten()).reshape(numeric.num_rows, -1)
         states = np.asarray(numeric["observation.state"].combine_chunks().flatten()).reshape(numeric.num_rows, -1)
         priv_dim = len(numeric["observation.privileged"][0])
@@ -307,7 +321,7 @@ def finalize(root: Path) -> int:
         action_space="metaworld-xyz-delta+gripper",
         state_dim=state_dim,
         action_dim=action_dim,
-        features=features(info["resolution"], state_dim, action_dim, priv_dim),
+        features=features(list(view_columns(info)), info["resolution"], state_dim, action_dim, priv_dim, points_dim),
         seeds={t: sorted(v) for t, v in seeds.items()},
         failed_seeds={t: sorted(v) for t, v in failed.items()},
     )

@@ -15,18 +15,20 @@ from ..checkpoint import StateNorm, Tokenizers
 from ..progress import progress_bar
 from ..transforms import encode_instructions, hide_task_state, resize_images
 from .dataset import ReasonactDataset
+from .format import DatasetError
 
 
 def frames_tensor(ds: ReasonactDataset, size: int, indices: np.ndarray | None = None, progress: bool = True) -> torch.Tensor:
-    """(N, 3, size, size) uint8 frames, resized with area averaging when size differs."""
+    """(N, V, 3, size, size) uint8 frames of every view, resized with area averaging when size differs."""
     idx = np.arange(len(ds)) if indices is None else np.asarray(indices)
-    out = torch.empty((len(idx), 3, size, size), dtype=torch.uint8)
+    out = torch.empty((len(idx), len(ds.views), 3, size, size), dtype=torch.uint8)
     step = 1024
     for k in progress_bar(range(0, len(idx), step), desc="decode frames", disable=not progress or len(idx) < 4 * step,
                        unit="chunk"):
         chunk = idx[k: k + step]
-        imgs = torch.from_numpy(np.stack([ds.image(int(i)) for i in chunk])).permute(0, 3, 1, 2)
-        out[k: k + len(chunk)] = resize_images(imgs, size)
+        for v, view in enumerate(ds.views):
+            imgs = torch.from_numpy(np.stack([ds.image(int(i), view) for i in chunk])).permute(0, 3, 1, 2)
+            out[k: k + len(chunk), v] = resize_images(imgs, size)
     return out
 
 
@@ -51,6 +53,7 @@ class BatchSource:
         shift: int = 4,
         paraphrase_prob: float = 0.5,
         steer_prob: float = 0.0,
+        points: bool = False,
         progress: bool = True,
     ):
         self.device = torch.device(device)
@@ -68,6 +71,12 @@ class BatchSource:
         act = tok.action.encode(chunks).reshape(len(self.indices), -1) + tok.vocab.offset("action")
         self.actions = torch.from_numpy(act).to(dev)
         self.traces = torch.from_numpy(ds.traces[self.indices]).float().to(dev)  # (n, P, 2) dataset pixels
+        self.points = None
+        if points:
+            if ds.points is None:
+                raise DatasetError(f"{ds.root} records no object points (observation.points); collect it again with "
+                                   "this version of `reasonact collect`, or train with --points-weight 0")
+            self.points = torch.from_numpy(ds.points[self.indices]).float().to(dev)  # (n, K, 2) dataset pixels
         self.path = torch.from_numpy(ds.path_frames[self.indices]).to(dev)  # always steered
         if self.path.any() and steer_prob <= 0:
             raise ValueError("random-path frames are trained only with the trace given; pass steer_prob > 0 "
@@ -103,16 +112,20 @@ class BatchSource:
         B = len(rows)
         dev = self.device
         rnd = lambda *shape: torch.rand(*shape, generator=generator).to(dev)  # noqa: E731
-        images = self.frames[rows].float() / 255.0  # (B, 3, S, S)
+        images = self.frames[rows].float() / 255.0  # (B, V, 3, S, S)
         trace = self.traces[rows].clone()
-        if self.augment:
-            s = self.shift
+        points = None if self.points is None else self.points[rows].clone()
+        if self.augment:  # every view shifted by the sample's offset; the trace and points move with the first
+            s, V = self.shift, images.shape[1]
             off = torch.randint(0, 2 * s + 1, (B, 2), generator=generator).to(dev)  # crop offsets (x, y)
-            images = _crop(F.pad(images, (s, s, s, s), mode="replicate"), off, self.image_size)
-            trace = trace + ((s - off).float() * self.scale)[:, None, :]
-            bright = 1 + (rnd(B, 1, 1, 1) - 0.5) * 0.2
-            contrast = 1 + (rnd(B, 1, 1, 1) - 0.5) * 0.2
-            mean = images.mean((1, 2, 3), keepdim=True)
+            images = _crop(F.pad(images.flatten(1, 2), (s, s, s, s), mode="replicate"), off, self.image_size)
+            images = images.unflatten(1, (V, 3))
+            moved = ((s - off).float() * self.scale)[:, None, :]
+            trace = trace + moved
+            points = None if points is None else points + moved
+            bright = 1 + (rnd(B, 1, 1, 1, 1) - 0.5) * 0.2
+            contrast = 1 + (rnd(B, 1, 1, 1, 1) - 0.5) * 0.2
+            mean = images.mean((2, 3, 4), keepdim=True)
             images = ((images - mean) * contrast + mean * bright).clamp(0, 1)
         task = self.task[rows]
         phr = torch.zeros(B, dtype=torch.long, device=dev)
@@ -141,6 +154,8 @@ class BatchSource:
             "state": state,
             "targets": targets,
             "steered": steered,
+            # Where the task's objects are, as a share of the image's width and height (first view).
+            "points": None if points is None else points / (self.image_size * self.scale),
         }
 
 

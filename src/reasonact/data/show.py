@@ -21,9 +21,10 @@ def show(data: str | Path, episode: int, out: str | Path, *, scale: int = 0, fra
     scale = scale or max(1, 256 // ds.resolution)
     task = ds.tasks[int(ds.task_index[idx[0]])]["task"]
 
-    def render(i: int) -> np.ndarray:
+    def render(i: int) -> np.ndarray:  # the trace on the first view; the other views beside it
         img = draw_trace(ds.image(i), ds.traces[i], scale=scale)
-        return label(img, f"{task} t={ds.frame_index[i]}")
+        others = [np.kron(ds.image(i, v), np.ones((scale, scale, 1), np.uint8)) for v in ds.views[1:]]
+        return label(np.concatenate([img, *others], 1), f"{task} t={ds.frame_index[i]}")
 
     if suffix == ".png":
         pick = np.unique(np.linspace(0, len(idx) - 1, min(frames, len(idx))).round().astype(int))

@@ -32,6 +32,7 @@ SUITES = {"mt10": MT10, "mt50": MT50}
 # ~7.5 px instead of ~2 and the peg ~33 px, with the drawer, door, button box and window still in frame.
 CAMERA_POSES = {"zoom": ("corner2", (0.6, 0.295, 0.8))}
 CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV", *CAMERA_POSES)
+WRIST_CAMERAS = ("behindGripper", "gripperPOV")  # they move with the hand
 STATE_MODES = {
     # end-effector xyz, gripper opening, goal xyz: the goal is 1-2 px in the image, so it is given.
     "goal": 7,
@@ -64,11 +65,25 @@ def resolve_tasks(suite: str, tasks: str | list[str] | None = None) -> list[str]
     return list(dict.fromkeys(wanted))
 
 
+def parse_cameras(camera: str) -> list[str]:
+    """``"zoom,gripperPOV"`` -> the views in order; the first is the third-person view the trace lives in."""
+    views = [v.strip() for v in str(camera).split(",")]
+    unknown = [v for v in views if v not in CAMERAS]
+    if unknown or not views:
+        raise ValueError(f"unknown camera {', '.join(unknown) or repr(camera)}; cameras: {', '.join(CAMERAS)} "
+                         "(zoom: corner2 moved closer; several views: comma-separated, e.g. zoom,gripperPOV)")
+    if len(set(views)) != len(views):
+        raise ValueError(f"camera {camera!r} names a view twice")
+    if views[0] in WRIST_CAMERAS:
+        raise ValueError(f"the first view holds the trace and must be a fixed third-person camera, not {views[0]!r} "
+                         f"(try zoom,{views[0]})")
+    return views
+
+
 def validate_render_args(resolution: int, camera: str, state_mode: str = "goal") -> None:
     if not isinstance(resolution, int) or not 16 <= resolution <= 1024:
         raise ValueError(f"resolution must be an integer from 16 to 1024 pixels, got {resolution!r}")
-    if camera not in CAMERAS:
-        raise ValueError(f"unknown camera {camera!r}; cameras: {', '.join(CAMERAS)} (zoom: corner2 moved closer)")
+    parse_cameras(camera)
     if state_mode not in STATE_MODES:
         raise ValueError(f"unknown state mode {state_mode!r}; choose from {', '.join(STATE_MODES)}")
 
@@ -88,7 +103,9 @@ def check_policy(info) -> str:
 
 
 class MetaWorldEnv:
-    """One Meta-World task with an offscreen camera. Use one instance per process at a time."""
+    """One Meta-World task with one or more offscreen cameras (``camera="zoom,gripperPOV"``). ``obs["rgb"]`` and
+    the camera matrices are the first view's; ``obs["images"]`` and ``obs["cameras"]`` hold every view's.
+    Use one instance per process at a time."""
 
     action_dim = 4
 
@@ -133,10 +150,14 @@ class MetaWorldEnv:
         flags = self._renderer.scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
         flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        base, position = CAMERA_POSES.get(camera, (camera, None))
-        self._cam_id = model.camera(base).id
-        if position is not None:  # this environment's own model: other processes keep the original camera
-            model.cam_pos[self._cam_id] = position
+        self.views = parse_cameras(camera)
+        self._cam_ids = {}
+        for view in self.views:
+            base, position = CAMERA_POSES.get(view, (view, None))
+            self._cam_ids[view] = model.camera(base).id
+            if position is not None:  # this environment's own model: other processes keep the original camera
+                model.cam_pos[self._cam_ids[view]] = position
+        self._cam_id = self._cam_ids[self.views[0]]
         self._expert = None
         self._raw: np.ndarray | None = None
         self._t = 0
@@ -190,16 +211,16 @@ class MetaWorldEnv:
     def elapsed_steps(self) -> int:
         return self._t
 
-    def render_segmentation(self) -> np.ndarray:
-        """(H, W) int32 geom ids (-1 for background), oriented like ``rgb``."""
-        r = self._renderer
+    def render_segmentation(self, view: str | None = None) -> np.ndarray:
+        """(H, W) int32 geom ids (-1 for background) of a view (the first by default), oriented like its image."""
+        r, cid = self._renderer, self._cam_ids[view or self.views[0]]
         r.enable_segmentation_rendering()
         try:
-            r.update_scene(self._env.data, camera=self._cam_id)
+            r.update_scene(self._env.data, camera=cid)
             seg = r.render()[..., 0].copy()
         finally:
             r.disable_segmentation_rendering()
-        return self._orient(seg)
+        return self._orient(seg, cid)
 
     def geom_ids(self, body_names: list[str]) -> list[int]:
         m = self._env.model
@@ -207,21 +228,21 @@ class MetaWorldEnv:
         return [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies]
 
     # -- internals --------------------------------------------------------------------------------
-    @property
-    def _flipped(self) -> bool:
+    def _flipped(self, cid: int) -> bool:
         # Camera y (image up) in world coordinates; pointing down means the image renders upside down.
-        return bool(self._env.data.cam_xmat[self._cam_id].reshape(3, 3)[2, 1] < 0)
+        return bool(self._env.data.cam_xmat[cid].reshape(3, 3)[2, 1] < 0)
 
-    def _orient(self, img: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(img[::-1, ::-1]) if self._flipped else img
+    def _orient(self, img: np.ndarray, cid: int) -> np.ndarray:
+        return np.ascontiguousarray(img[::-1, ::-1]) if self._flipped(cid) else img
 
-    def camera_matrices(self) -> tuple[np.ndarray, np.ndarray]:
-        m, d, cid = self._env.model, self._env.data, self._cam_id
+    def camera_matrices(self, view: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(intrinsics (3, 3), extrinsics (4, 4) world -> camera) of a view (the first by default), now."""
+        m, d, cid = self._env.model, self._env.data, self._cam_ids[view or self.views[0]]
         res = self.resolution
         K = intrinsics_from_fovy(float(m.cam_fovy[cid]), res, res)
         R_world_from_mj = d.cam_xmat[cid].reshape(3, 3)  # columns: camera x, y, z (looks along -z)
         # MuJoCo camera frame -> OpenCV frame of the image as returned (turned 180 degrees if flipped).
-        C = np.diag([-1.0, 1.0, -1.0]) if self._flipped else np.diag([1.0, -1.0, -1.0])
+        C = np.diag([-1.0, 1.0, -1.0]) if self._flipped(cid) else np.diag([1.0, -1.0, -1.0])
         R = C @ R_world_from_mj.T
         E = np.eye(4)
         E[:3, :3] = R
@@ -230,14 +251,19 @@ class MetaWorldEnv:
 
     def _observe(self) -> Observation:
         r, d, raw = self._renderer, self._env.data, self._raw
-        r.update_scene(d, camera=self._cam_id)
-        rgb = self._orient(r.render())
-        obs: Observation = {"rgb": rgb}
+        images = {}
+        for view, cid in self._cam_ids.items():
+            r.update_scene(d, camera=cid)
+            images[view] = self._orient(r.render(), cid)
+        obs: Observation = {"rgb": images[self.views[0]]}
+        if len(self.views) > 1:
+            obs["images"] = images
+            obs["cameras"] = {v: self.camera_matrices(v) for v in self.views}
         if self.render_depth:
             r.enable_depth_rendering()
             try:
                 r.update_scene(d, camera=self._cam_id)
-                obs["depth"] = self._orient(r.render()).astype(np.float32)
+                obs["depth"] = self._orient(r.render(), self._cam_id).astype(np.float32)
             finally:
                 r.disable_depth_rendering()
         if self.state_mode == "goal":
@@ -260,6 +286,8 @@ class MetaWorldEnv:
                 "obj_quat": raw[7:11].astype(np.float32),
                 "obj2_pos": raw[11:14].astype(np.float32),
                 "goal_pos": raw[36:39].astype(np.float32),
+                # What the task acts on and where it must go (puck/handle/peg/button; goal/hole), world metres.
+                "points": np.stack([raw[4:7], raw[36:39]]).astype(np.float32),
                 "full_state": raw.astype(np.float32),
             },
         )

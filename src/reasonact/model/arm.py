@@ -31,6 +31,8 @@ class ActionReasoningModel(nn.Module):
         self.norm = RMSNorm(d)
         self.head = nn.Linear(d, vocab.size, bias=False)
         self.head.weight = self.tok_emb.weight  # tied
+        # Pointing: where the task's objects are in the first view, read from the state token's hidden state.
+        self.points_head = nn.Linear(d, 2 * m.points) if m.points else None
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith(("attn.proj.weight", "mlp.down.weight")):
@@ -56,7 +58,7 @@ class ActionReasoningModel(nn.Module):
 
     @property
     def n_prefix(self) -> int:
-        return self.cfg.model.n_patches + self.cfg.sequence.instruction_tokens + 1
+        return self.cfg.model.n_image_tokens + self.cfg.sequence.instruction_tokens + 1
 
     @property
     def causal(self) -> bool:
@@ -68,8 +70,8 @@ class ActionReasoningModel(nn.Module):
 
     # -- encoding ---------------------------------------------------------------------------------
     def prefix(self, images: torch.Tensor, instr: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (B, 3, S, S) in [0, 1], instr (B, Li) ids, state (B, S) normalised
-        -> embeddings (B, Lp, d) and key validity (B, Lp) (instruction padding is invalid)."""
+        """images (B, V, 3, S, S) (or (B, 3, S, S) for one view) in [0, 1], instr (B, Li) ids, state (B, S)
+        normalised -> embeddings (B, Lp, d) and key validity (B, Lp) (instruction padding is invalid)."""
         B = images.shape[0]
         img = self.vision(images)
         txt = self.embed(instr)
@@ -162,15 +164,18 @@ class ActionReasoningModel(nn.Module):
         return ids, span, losses
 
     def forward(self, images, instr, state, targets: dict[str, torch.Tensor], steered=None, generator=None,
-                lambda_reason: float = 1.0, action_label_sigma: float = 0.0) -> tuple[torch.Tensor, dict]:
+                lambda_reason: float = 1.0, action_label_sigma: float = 0.0, points: torch.Tensor | None = None,
+                points_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
         """Training loss: cross-entropy per block (masked positions for diffusion, next token for ar);
-        loss = L_act + lambda_reason * mean(L_reasoning blocks)."""
+        loss = L_act + lambda_reason * mean(L_reasoning blocks) [+ points_weight * L_points, the pointing
+        head's error against ``points`` (B, K, 2), image coordinates as shares of the width and height]."""
         ids, span, plan = self.training_inputs(targets, steered, generator)
         px, pvalid = self.prefix(images, instr, state)
         x = torch.cat([px, self.embed(ids)], 1)
         full = prefix_span(px.shape[1], ids.device).cat(span)
         valid = torch.cat([pvalid, torch.ones_like(ids, dtype=torch.bool)], 1)
-        h = self.run(x, full, valid)[:, px.shape[1]:]
+        hidden = self.run(x, full, valid)
+        h = hidden[:, px.shape[1]:]
         metrics: dict[str, float] = {}
         reason_losses, act_loss = [], None
         for block, pos, tgt, mask in plan:
@@ -193,8 +198,22 @@ class ActionReasoningModel(nn.Module):
         total = act_loss if act_loss is not None else torch.zeros((), device=h.device)
         if reason_losses:
             total = total + lambda_reason * torch.stack(reason_losses).mean()
+        if points is not None and points_weight > 0:
+            loss_points = self.pointing_loss(hidden[:, px.shape[1] - 1], points)
+            metrics["loss_points"] = float(loss_points.detach())
+            total = total + points_weight * loss_points
         metrics["loss"] = float(total.detach())
         return total, metrics
+
+    def point(self, state_hidden: torch.Tensor) -> torch.Tensor:
+        """The state token's hidden state (B, d) -> (B, K, 2) object points, shares of the image size."""
+        if self.points_head is None:
+            raise ValueError("this model was trained without pointing (--points-weight 0)")
+        return self.points_head(state_hidden).float().unflatten(-1, (-1, 2)) + 0.5
+
+    def pointing_loss(self, state_hidden: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Smooth-L1 distance of the pointed to the true points, in units of the image size (x 10)."""
+        return F.smooth_l1_loss(self.point(state_hidden) * 10, points.float() * 10, beta=0.1)
 
 
 class CoordinateFeatures(nn.Module):

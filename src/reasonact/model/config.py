@@ -45,6 +45,8 @@ class ModelConfig:
     dropout: float = 0.0
     rope_base: float = 10000.0
     coord_features: bool = True  # coordinate bins also embed Fourier features of their value (see arm.py)
+    views: int = 1  # camera views per observation: one shared encoder, a learnt embedding per view
+    points: int = 0  # >0: a head points at this many task objects in the first view (an auxiliary loss)
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
@@ -53,10 +55,19 @@ class ModelConfig:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.vision not in ("conv", "patch"):
             raise ValueError(f"vision must be 'conv' or 'patch', got {self.vision!r}")
+        if not isinstance(self.views, int) or self.views < 1:
+            raise ValueError(f"views must be a positive integer, got {self.views!r}")
+        if not isinstance(self.points, int) or self.points < 0:
+            raise ValueError(f"points must be a non-negative integer, got {self.points!r}")
 
     @property
     def n_patches(self) -> int:
+        """Image tokens per view."""
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def n_image_tokens(self) -> int:
+        return self.n_patches * self.views
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {

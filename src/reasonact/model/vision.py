@@ -1,4 +1,6 @@
-"""Vision encoders: image (B, 3, S, S) float in [0, 1] -> patch tokens (B, P, d)."""
+"""Vision encoders: images (B, V, 3, S, S) float in [0, 1] -> patch tokens (B, V * P, d), the views in order.
+
+One encoder serves every view; a learnt per-view embedding (when there are several) tells them apart."""
 
 from __future__ import annotations
 
@@ -36,9 +38,21 @@ class VisionEncoder(nn.Module):
         g = cfg.image_size // p
         self.pos = nn.Parameter(torch.zeros(1, g * g, d))
         nn.init.normal_(self.pos, std=0.02)
+        self.views = cfg.views
+        if cfg.views > 1:
+            self.view_emb = nn.Parameter(torch.zeros(cfg.views, 1, d))
+            nn.init.normal_(self.view_emb, std=0.02)
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.stem((images - self.mean) / self.std)  # (B, d, g, g)
-        return x.flatten(2).transpose(1, 2) + self.pos  # (B, g*g, d)
+        if images.dim() == 4:
+            images = images[:, None]
+        B, V = images.shape[:2]
+        if V != self.views:
+            raise ValueError(f"the model reads {self.views} view(s) per observation, got {V}")
+        x = self.stem((images.flatten(0, 1) - self.mean) / self.std)  # (B * V, d, g, g)
+        x = x.flatten(2).transpose(1, 2) + self.pos  # (B * V, g*g, d)
+        if V > 1:
+            x = x.unflatten(0, (B, V)) + self.view_emb
+        return x.reshape(B, -1, x.shape[-1])

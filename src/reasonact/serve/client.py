@@ -56,6 +56,8 @@ class PolicyClient:
         instruction = instruction if instruction is not None else obs.get("instruction")
         msg: dict[str, Any] = {"type": "predict", "rgb": np.asarray(obs["rgb"]), "state": np.asarray(obs["state"], np.float32),
                                "instruction": instruction, "seed": seed}
+        if obs.get("images"):
+            msg["images"] = {k: np.asarray(v) for k, v in obs["images"].items()}
         if obs.get("depth") is not None:
             msg["depth"] = np.asarray(obs["depth"], np.float32)
         if trace is not None:

@@ -52,6 +52,12 @@ def parse_request(req: Any, policy) -> dict:
     if not isinstance(req["instruction"], str) or not req["instruction"].strip():
         raise RequestError("field 'instruction' must be a non-empty string")
     out = {"obs": {"rgb": rgb, "state": state.astype(np.float32)}, "instruction": req["instruction"]}
+    if req.get("images") is not None:  # the other camera views, by name
+        images = req["images"]
+        if not isinstance(images, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype == np.uint8
+                                                   for k, v in images.items()):
+            raise RequestError("field 'images' must map view names to (H, W, 3) uint8 arrays")
+        out["obs"]["images"] = images
     if "depth" in req and req["depth"] is not None:
         depth = req["depth"]
         if not isinstance(depth, np.ndarray) or depth.shape != rgb.shape[:2]:

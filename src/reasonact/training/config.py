@@ -48,6 +48,10 @@ class TrainConfig:
                                    "optimiser")
     action_label_sigma: float = setting(0.0, ">0: Gaussian soft labels over neighbouring action bins",
                                         "optimiser")
+    ema: float = setting(0.0, "decay of an exponential moving average of the weights, e.g. 0.999 (0: off); the "
+                         "run's model.safetensors then holds the averaged weights", "optimiser")
+    points_weight: float = setting(0.0, "weight of the pointing loss: a head finds the task's object and goal in the "
+                                   "first view (the dataset's observation.points; 0: off)", "optimiser")
     init: str | None = setting(None, "start from another run's weights (its tokenizers and state "
                                "normalisation are reused)", "optimiser")
     freeze_layers: int = setting(0, "freeze the vision encoder and the lowest K transformer layers",
@@ -91,6 +95,10 @@ class TrainConfig:
         if self.steer_prob > 0 and "trace" not in blocks:
             bad(f"--steer-prob gives samples their trace, but reasoning {self.reasoning!r} has no trace block; "
                 "use --reasoning trace or depth+trace")
+        if not 0 <= self.ema < 1:
+            bad(f"--ema is a decay from 0 (off) to below 1, e.g. 0.999; got {self.ema}")
+        if self.points_weight < 0:
+            bad(f"--points-weight must be 0 (off) or positive, got {self.points_weight}")
         if not 0 <= self.val_fraction < 1:
             bad(f"--val-fraction is a share of episodes, from 0 to below 1; got {self.val_fraction}")
         if self.precision not in ("auto", "fp32", "bf16"):

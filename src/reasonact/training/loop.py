@@ -7,6 +7,7 @@ Under ``torchrun`` the model is wrapped in DistributedDataParallel and each rank
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -76,11 +77,14 @@ def loop(s: Setup, show: bool) -> None:
             group["lr"] = lr_at(step, cfg)
         with autocast:
             loss, m = s.net(batch["images"], batch["instr"], batch["state"], batch["targets"], batch["steered"], g,
-                            lambda_reason=cfg.lambda_reason, action_label_sigma=cfg.action_label_sigma)
+                            lambda_reason=cfg.lambda_reason, action_label_sigma=cfg.action_label_sigma,
+                            points=batch["points"], points_weight=cfg.points_weight)
         s.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         s.opt.step()
+        if s.ema is not None:
+            s.ema.update()
         acc = {k: acc.get(k, 0.0) + v for k, v in m.items()}
         n_acc += 1
         done = step + 1
@@ -92,14 +96,15 @@ def loop(s: Setup, show: bool) -> None:
                       "time": time.time()}
             if peak:
                 record["mfu"] = record["samples_per_s"] * fps / (peak * s.world)
-            if s.val_source is not None:
-                record.update(validate(model, s.val_source, cfg, autocast))
+            if s.val_source is not None:  # the weights the run publishes
+                with s.ema.applied() if s.ema is not None else contextlib.nullcontext():
+                    record.update(validate(model, s.val_source, cfg, autocast))
             if s.main:
                 ckpt.append_metrics(s.run, record)
             acc, n_acc, t_last = {}, 0, time.time()
         if s.main and (done % cfg.save_every == 0 or done == cfg.steps):
             seconds = s.prior_seconds + time.time() - t_start
-            ckpt.save_training_state(s.run, model, s.opt, done, seconds)
+            ckpt.save_training_state(s.run, model, s.opt, done, seconds, s.ema)
             ckpt.write_summary(s.run, {"steps": done, "train_seconds": seconds, "device": str(s.device),
                                        "world_size": s.world, "last_log": record})
     bar.close()
@@ -113,7 +118,8 @@ def validate(model, source, cfg: TrainConfig, autocast, batches: int = 4) -> dic
         g = torch.Generator().manual_seed(10_000 + k)
         b = source.sample(min(cfg.batch_size, 256), g)
         with autocast:
-            _, m = model(b["images"], b["instr"], b["state"], b["targets"], None, g)
+            _, m = model(b["images"], b["instr"], b["state"], b["targets"], None, g, points=b["points"],
+                         points_weight=cfg.points_weight)
         for key, v in m.items():
             tot[f"val_{key}"] = tot.get(f"val_{key}", 0.0) + v / batches
     model.train()

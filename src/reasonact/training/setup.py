@@ -19,6 +19,7 @@ from ..data.pipeline import BatchSource
 from ..io import read_json
 from ..model.arm import ActionReasoningModel
 from ..model.config import SequenceConfig, model_config
+from .ema import WeightAverage
 from ..model.layout import training_span
 from ..tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
 from ..transforms import encode_rationale
@@ -44,6 +45,7 @@ class Setup:
     world: int
     start: int = 0  # first step to run (a resumed run continues from its checkpoint)
     prior_seconds: float = 0.0
+    ema: WeightAverage | None = None  # --ema: the averaged weights that the run publishes
 
     @property
     def main(self) -> bool:
@@ -220,7 +222,8 @@ def _set_threads() -> None:
 
 def _spec(ds: ReasonactDataset, cfg: TrainConfig, data) -> RunSpec:
     """The run's frozen description (the --init run's model, chunk and state normalisation when given)."""
-    mcfg = model_config(cfg.config, **cfg.model_overrides)
+    points = 0 if cfg.points_weight == 0 or ds.points is None else ds.points.shape[1]
+    mcfg = model_config(cfg.config, **{"views": len(ds.views), "points": points, **cfg.model_overrides})
     seq = SequenceConfig(reasoning=cfg.reasoning, horizon=cfg.horizon, action_dim=ds.info["action_dim"],
                          state_dim=ds.info["state_dim"], trace_points=cfg.trace_points, decoder=cfg.decoder,
                          think_tokens=cfg.think_tokens)
@@ -230,6 +233,9 @@ def _spec(ds: ReasonactDataset, cfg: TrainConfig, data) -> RunSpec:
         if init.sequence.decoder != cfg.decoder:
             raise ValueError(f"--init run was trained with the {init.sequence.decoder} decoder; pass --decoder "
                              f"{init.sequence.decoder}")
+        if init.model.views != len(ds.views):
+            raise ValueError(f"--init run reads {init.model.views} camera view(s); the dataset has {len(ds.views)} "
+                             f"({', '.join(ds.views)})")
         mcfg, norm = init.model, init.state_norm  # the weights were trained on states normalised its way
         seq = replace(seq, horizon=init.sequence.horizon, instruction_tokens=init.sequence.instruction_tokens)
     return RunSpec(mcfg, seq, cfg, DataSettings.of(ds), norm, Vocab())
@@ -272,10 +278,14 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
         setup.spec = spec = replace(spec, train=cfg)
     if main and not resume:
         ckpt.save_spec(run, spec, ds.stats)
+    if cfg.ema > 0:
+        setup.ema = WeightAverage(model, cfg.ema)
     if resume:
         state = ckpt.load_training_state(run, dev)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if setup.ema is not None:
+            setup.ema.load_state_dict(state["ema"])
         setup.start, setup.prior_seconds = state["step"], state.get("seconds", 0.0)
     net = torch.compile(model) if cfg.compile else model
     if world > 1:
@@ -296,6 +306,7 @@ def _batch_sources(ds, spec: RunSpec, tok, cfg: TrainConfig, dev, main: bool, sh
     s = spec.sequence
     common = dict(image_size=spec.model.image_size, horizon=s.horizon, blocks=s.blocks, instruction_tokens=s.instruction_tokens,
                   state_norm=spec.state_norm, depth_codes=depth, rationales=rationales, device=dev, progress=show)
+    common["points"] = cfg.points_weight > 0
     source = BatchSource(ds, np.nonzero(use & ~is_val)[0], tok, augment=cfg.augment, paraphrase_prob=cfg.paraphrase_prob,
                          steer_prob=cfg.steer_prob, **common)
     val = BatchSource(ds, np.nonzero(is_val)[0], tok, augment=False, paraphrase_prob=0.0, **common) if is_val.any() else None

@@ -80,6 +80,15 @@
     if (msg.attention) attnImg.src = msg.attention;
     $("rationale").textContent = msg.rationale || "This policy writes no rationale.";
     $("rationale").className = msg.rationale ? "" : "muted";
+    const views = Object.entries(msg.views || {});
+    $("views-panel").style.display = views.length ? "" : "none";
+    $("views").replaceChildren(...views.map(([name, url]) => {
+      const img = new Image(256, 256);
+      img.src = url;
+      img.alt = img.title = name;
+      img.style.imageRendering = "pixelated";
+      return img;
+    }));
     frame.src = msg.frame;
   }
 
