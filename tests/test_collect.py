@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import CAMERAS
 
 import reasonact.data.collect as collect_mod
 from reasonact.data import DatasetError, load_dataset
 from reasonact.data.collect import collect
 from reasonact.envs import make_env
-from conftest import CAMERAS
 
 pytestmark = pytest.mark.sim
 

@@ -23,8 +23,8 @@ import numpy as np
 from ..io import encode_depth, encode_png, write_json_atomic
 from .format import (
     CODEBASE_VERSION,
-    DatasetError,
     EXPERTS,
+    DatasetError,
     append_failure,
     check_settings,
     existing_episodes,

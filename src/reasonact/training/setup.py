@@ -19,11 +19,11 @@ from ..data.pipeline import BatchSource
 from ..io import read_json
 from ..model.arm import ActionReasoningModel
 from ..model.config import SequenceConfig, model_config
-from .ema import WeightAverage
 from ..model.layout import training_span
 from ..tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
 from ..transforms import encode_rationale
 from .config import TrainConfig, train_config
+from .ema import WeightAverage
 
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
 
