@@ -86,7 +86,7 @@ class ObservationTransform:
         images = obs.get("images") or {}
         out = []
         for k, view in enumerate(self.views):
-            img = images.get(view, obs.get("rgb") if k == 0 else None)
+            img = obs.get("rgb") if k == 0 and "rgb" in obs else images.get(view)  # rgb is the first view
             if img is None:
                 need = "obs['rgb']" if k == 0 else f"obs['images'][{view!r}]"
                 raise ValueError(f"observation has no {view!r} image ({need}); this policy reads the views "

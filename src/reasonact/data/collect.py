@@ -26,11 +26,11 @@ from .format import (
     EXPERTS,
     DatasetError,
     append_failure,
+    camera_columns,
     check_settings,
     existing_episodes,
     finalize,
     read_failures,
-    view_columns,
     write_episode,
 )
 
@@ -97,16 +97,14 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
         path = PathExpert.for_episode(task, seed, obs["ee_pos"])
         steps = min(steps, path.step_budget(obs["ee_pos"]))
     cols: dict[str, list] = defaultdict(list)
-    views = view_columns({"cameras": env.views})
     success = False
     for _ in range(steps):
         action = env.expert_action() if path is None else path.action(obs["ee_pos"])
-        images = obs.get("images", {env.views[0]: obs["rgb"]})
-        cameras = obs.get("cameras", {env.views[0]: (obs["camera_intrinsics"], obs["camera_extrinsics"])})
-        for view, (image, intrinsics, extrinsics) in views.items():
-            cols[image].append(encode_png(images[view]))
-            cols[intrinsics].append(cameras[view][0].reshape(-1))
-            cols[extrinsics].append(cameras[view][1].reshape(-1))
+        for view in env.views:
+            image, intrinsics, extrinsics = camera_columns(view)
+            cols[image].append(encode_png(obs["images"][view]))
+            cols[intrinsics].append(obs["cameras"][view][0].reshape(-1))
+            cols[extrinsics].append(obs["cameras"][view][1].reshape(-1))
         cols["observation.depth"].append(encode_depth(obs["depth"]))
         cols["observation.state"].append(obs["state"])
         cols["observation.ee_pos"].append(obs["ee_pos"])
@@ -166,7 +164,7 @@ def collect(
     """Collect (or resume, or extend) a dataset of successful episodes: ``episodes_per_task`` of the
     given ``expert`` per task -- ``"task"``: the task's scripted expert; ``"path"``: random paths through
     the task's scene (:mod:`reasonact.envs.paths`), which teach steering."""
-    from ..envs.metaworld import resolve_tasks, validate_render_args
+    from ..envs.metaworld import parse_cameras, resolve_tasks, validate_render_args
 
     task_list = resolve_tasks(suite, tasks)
     validate_render_args(resolution, camera, state_mode)
@@ -181,9 +179,7 @@ def collect(
         raise ValueError(f"workers must be at least 1, got {workers}")
 
     root = Path(out)
-    from ..envs.metaworld import parse_cameras
-
-    camera = ",".join(parse_cameras(camera))
+    camera = ",".join(parse_cameras(camera))  # normalised: the name the dataset is checked against
     all_tasks = _open(root, {"env": "metaworld", "suite": suite, "resolution": resolution, "camera": camera,
                              "state_mode": state_mode, "seed": seed}, task_list)
     existing = existing_episodes(root)

@@ -105,11 +105,11 @@ class ReasonactDataset:
             raise IndexError(f"frame {i} out of range for a dataset of {n} frames")
         i = int(i) % n
         task = self.tasks[int(self.task_index[i])]
-        several = len(self.views) > 1
+        images = {v: self.image(i, v) for v in self.views}
         return {
-            "rgb": self.image(i),
-            **({"images": {v: self.image(i, v) for v in self.views},
-                "cameras": {v: (K[i], E[i]) for v, (K, E) in self.cameras.items()}} if several else {}),
+            "rgb": images[self.views[0]],
+            "images": images,
+            "cameras": {v: (K[i], E[i]) for v, (K, E) in self.cameras.items()},
             **({"points": self.points[i]} if self.points is not None else {}),
             "depth": self.depth(i),
             "state": self.states[i],

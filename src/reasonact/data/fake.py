@@ -14,7 +14,7 @@ import numpy as np
 
 from ..envs.camera import intrinsics_from_fovy, project
 from ..io import encode_depth, encode_png, write_json_atomic
-from .format import CODEBASE_VERSION, finalize, view_columns, write_episode
+from .format import CODEBASE_VERSION, camera_columns, finalize, write_episode
 
 CAMERA_HEIGHT = 1.0  # metres above the table, looking straight down at (0, 0.6, 0)
 WORKSPACE = np.array([[-0.2, 0.45, 0.05], [0.2, 0.75, 0.3]])  # (lo, hi) of gripper and goal positions
@@ -45,7 +45,7 @@ def fake_episode(seed: int, task: str, resolution: int, length: int) -> dict:
     ee = rng.uniform(*WORKSPACE)
     goal = rng.uniform(*WORKSPACE)
     radius = max(1.5, resolution / 20)
-    image, intrinsics, extrinsics = view_columns({"cameras": [VIEW]})[VIEW]
+    image, intrinsics, extrinsics = camera_columns(VIEW)
     cols: dict[str, list] = {k: [] for k in (image, "observation.depth", "observation.state", "observation.ee_pos",
                                              intrinsics, extrinsics, "observation.privileged", "observation.points", "action",
                                              "next.success")}

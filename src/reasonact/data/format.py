@@ -34,12 +34,16 @@ def episode_file(root: Path, episode: int) -> Path:
     return Path(root) / DATA_PATH.format(chunk=episode // CHUNK_SIZE, episode=episode)
 
 
+def camera_columns(view: str) -> tuple[str, str, str]:
+    """A view's (image, intrinsics, extrinsics) columns."""
+    return f"observation.images.{view}", f"observation.camera_intrinsics.{view}", f"observation.camera_extrinsics.{view}"
+
+
 def view_columns(info: dict) -> dict[str, tuple[str, str, str]]:
     """view -> its (image, intrinsics, extrinsics) columns, the first view first (the trace is in it).
     Datasets written before views were named hold one view under ``observation.image``."""
     if "cameras" in info:
-        return {v: (f"observation.images.{v}", f"observation.camera_intrinsics.{v}",
-                    f"observation.camera_extrinsics.{v}") for v in info["cameras"]}
+        return {v: camera_columns(v) for v in info["cameras"]}
     return {info.get("camera", "camera"): ("observation.image", "observation.camera_intrinsics",
                                             "observation.camera_extrinsics")}
 
@@ -47,7 +51,7 @@ def view_columns(info: dict) -> dict[str, tuple[str, str, str]]:
 def episode_schema(views: list[str], state_dim: int, action_dim: int, privileged_dim: int,
                    points_dim: int = 0) -> pa.Schema:
     f32 = pa.float32()
-    cols = view_columns({"cameras": views})
+    cols = [camera_columns(v) for v in views]
     return pa.schema(
         [
             ("index", pa.int64()),
@@ -55,11 +59,11 @@ def episode_schema(views: list[str], state_dim: int, action_dim: int, privileged
             ("frame_index", pa.int64()),
             ("timestamp", f32),
             ("task_index", pa.int64()),
-            *[(c[0], pa.binary()) for c in cols.values()],
+            *[(c[0], pa.binary()) for c in cols],
             ("observation.depth", pa.binary()),
             ("observation.state", pa.list_(f32, state_dim)),
             ("observation.ee_pos", pa.list_(f32, 3)),
-            *[f for c in cols.values() for f in ((c[1], pa.list_(f32, 9)), (c[2], pa.list_(f32, 16)))],
+            *[f for c in cols for f in ((c[1], pa.list_(f32, 9)), (c[2], pa.list_(f32, 16)))],
             ("observation.privileged", pa.list_(f32, privileged_dim)),
             *([("observation.points", pa.list_(f32, points_dim))] if points_dim else []),
             ("action", pa.list_(f32, action_dim)),
@@ -72,7 +76,7 @@ def features(views: list[str], resolution: int, state_dim: int, action_dim: int,
              points_dim: int = 0) -> dict:
     r = resolution
     cameras = {}
-    for view, (image, K, E) in view_columns({"cameras": views}).items():
+    for image, K, E in map(camera_columns, views):
         cameras[image] = {"dtype": "png", "shape": [r, r, 3], "names": ["height", "width", "rgb"]}
         cameras[K] = {"dtype": "float32", "shape": [3, 3], "convention": "opencv"}
         cameras[E] = {"dtype": "float32", "shape": [4, 4], "convention": "world->camera, opencv"}

@@ -23,8 +23,8 @@ class Observation(TypedDict, total=False):
     ee_pos: np.ndarray  # (3,) float32 world position of the end effector (between the fingertips)
     camera_intrinsics: np.ndarray  # (3, 3) float32, pixels; OpenCV convention
     camera_extrinsics: np.ndarray  # (4, 4) float32, world -> camera; x right, y down, z forward
-    images: dict[str, np.ndarray]  # every view's (H, W, 3) uint8 image by name, the first view first (several views)
-    cameras: dict[str, tuple[np.ndarray, np.ndarray]]  # every view's (intrinsics, extrinsics) (several views)
+    images: dict[str, np.ndarray]  # every view's (H, W, 3) uint8 image by name, the first (``rgb``) first
+    cameras: dict[str, tuple[np.ndarray, np.ndarray]]  # every view's (intrinsics, extrinsics)
     instruction: str
     privileged: dict[str, Any]  # simulator-only facts (object and goal positions, ...); never a model input
 

@@ -103,8 +103,9 @@ def check_policy(info) -> str:
 
 
 class MetaWorldEnv:
-    """One Meta-World task with one or more offscreen cameras (``camera="zoom,gripperPOV"``). ``obs["rgb"]`` and
-    the camera matrices are the first view's; ``obs["images"]`` and ``obs["cameras"]`` hold every view's.
+    """One Meta-World task with one or more offscreen cameras (``camera="zoom,gripperPOV"``). ``obs["images"]``
+    and ``obs["cameras"]`` hold every view's image and matrices; ``obs["rgb"]`` and ``camera_intrinsics`` /
+    ``camera_extrinsics`` are the first view's.
     Use one instance per process at a time."""
 
     action_dim = 4
@@ -255,10 +256,8 @@ class MetaWorldEnv:
         for view, cid in self._cam_ids.items():
             r.update_scene(d, camera=cid)
             images[view] = self._orient(r.render(), cid)
-        obs: Observation = {"rgb": images[self.views[0]]}
-        if len(self.views) > 1:
-            obs["images"] = images
-            obs["cameras"] = {v: self.camera_matrices(v) for v in self.views}
+        cameras = {v: self.camera_matrices(v) for v in self.views}
+        obs: Observation = {"rgb": images[self.views[0]], "images": images, "cameras": cameras}
         if self.render_depth:
             r.enable_depth_rendering()
             try:
@@ -270,7 +269,7 @@ class MetaWorldEnv:
             state = np.concatenate([raw[0:4], raw[36:39]])
         else:
             state = raw
-        K, E = self.camera_matrices()
+        K, E = cameras[self.views[0]]
         obs.update(
             state=state.astype(np.float32),
             ee_pos=np.asarray(self._env.tcp_center, dtype=np.float32),

@@ -32,8 +32,8 @@ def held_out_seeds(n: int, used: set[int], base: int = EVAL_SEED_BASE) -> list[i
 # ---------------------------------------------------------------------------------------------
 # worker side
 def _pack(obs: dict) -> dict:
-    keys = ("rgb", "images", "state", "ee_pos", "camera_intrinsics", "camera_extrinsics", "instruction")
-    return {k: obs[k] for k in keys if k in obs}
+    return {k: obs[k] for k in ("rgb", "images", "state", "ee_pos", "camera_intrinsics", "camera_extrinsics",
+                                "instruction")}
 
 
 def _worker(conn, env_factory: Callable, env_kwargs: dict) -> None:

@@ -56,8 +56,9 @@ class PolicyClient:
         instruction = instruction if instruction is not None else obs.get("instruction")
         msg: dict[str, Any] = {"type": "predict", "rgb": np.asarray(obs["rgb"]), "state": np.asarray(obs["state"], np.float32),
                                "instruction": instruction, "seed": seed}
-        if obs.get("images"):
-            msg["images"] = {k: np.asarray(v) for k, v in obs["images"].items()}
+        others = [v for v in self.info.views[1:] if v in obs.get("images", {})]  # rgb is the first view
+        if others:
+            msg["images"] = {v: np.asarray(obs["images"][v]) for v in others}
         if obs.get("depth") is not None:
             msg["depth"] = np.asarray(obs["depth"], np.float32)
         if trace is not None:

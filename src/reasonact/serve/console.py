@@ -140,7 +140,7 @@ class ConsoleSession:
             "running": self.running,
             "resolution": self.policy.info.resolution,
             "frame": png_data_url(self.obs["rgb"]),
-            "views": {v: png_data_url(img) for v, img in list(self.obs.get("images", {}).items())[1:]},
+            "views": {v: png_data_url(img) for v, img in list(self.obs["images"].items())[1:]},
             "trace": None if p.trace is None else p.trace.tolist(),
             "given_trace": None if given is None else given.tolist(),
             "drawn": None if self.drawn is None else self.drawn.tolist(),
