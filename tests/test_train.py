@@ -22,9 +22,9 @@ NO_NORM = StateNorm(np.zeros(7, np.float32), np.ones(7, np.float32))
 
 def _source(ds, mode, **kw):
     text = TextTokenizer.train([t["instruction"] for t in ds.tasks], 300)
-    tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution), text,
-                     Vocab(text=text.vocab_size))
     seq = SequenceConfig(reasoning=mode, **kw)
+    tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution), text,
+                     Vocab.for_blocks(seq.blocks, text=text.vocab_size))
     src = BatchSource(ds, np.arange(len(ds)), tok, image_size=32, horizon=seq.horizon, blocks=seq.blocks,
                       instruction_tokens=seq.instruction_tokens, state_norm=NO_NORM, augment=False,
                       paraphrase_prob=0.0, progress=False)
@@ -57,6 +57,34 @@ def test_overfitting_a_tiny_batch_reproduces_its_chunks(tiny_dataset, decoder):
     assert torch.equal(res.tokens["trace"], batch["targets"]["trace"])
     chunk = tok.action.decode((res.tokens["act"][0] - tok.vocab.offset("action")).reshape(8, 4).numpy())
     np.testing.assert_allclose(chunk, ds.action_chunks(np.array([0]), 8)[0], atol=float(tok.action.bin_width().max()))
+
+
+def test_a_points_block_is_learnt_and_decoded_onto_the_object(fake_data):
+    """The points block (where the goal disc is, written before the trace and the actions) overfits like
+    the other blocks, and its tokens decode to the recorded point to within one coordinate bin."""
+    ds = load_dataset(fake_data)
+    src, tok, seq = _source(ds, "points+trace", object_points=1)
+    assert tok.vocab.marker("points") == tok.vocab.size - 1  # after the action range: older ids unchanged
+    assert Vocab.for_blocks(("trace", "act"), text=tok.vocab.text).size == tok.vocab.size - 1
+    torch.manual_seed(0)
+    model = ActionReasoningModel(Config(model_config("debug"), seq), tok.vocab)
+    rows = torch.tensor([0, 35, 70, 100])
+    batch = src.batch(rows)
+    assert batch["targets"]["points"].shape == (4, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(200):
+        loss, m = model(batch["images"], batch["instr"], batch["state"], batch["targets"], None,
+                        torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert m["acc_points"] == 1.0
+    model.eval()
+    res = generate(model, batch["images"], batch["instr"], batch["state"], diffusion_steps=4,
+                   generator=torch.Generator().manual_seed(0))
+    assert torch.equal(res.tokens["points"], batch["targets"]["points"])
+    px = tok.trace.decode((res.tokens["points"] - tok.vocab.offset("coord")).numpy())  # (4, 1, 2) pixels
+    np.testing.assert_allclose(px, ds.points[rows.numpy()], atol=tok.trace.width / tok.trace.bins)
 
 
 def _train(data, out, steps, **kw):
@@ -175,6 +203,24 @@ def test_train_load_predict_and_serve_without_the_simulator(fake_data, tmp_path)
         remote = client.predict({k: obs[k] for k in ("rgb", "state", "instruction")})
         np.testing.assert_array_equal(remote.actions, local.actions)
         np.testing.assert_array_equal(remote.depth_tokens, local.depth_tokens)
+
+
+def test_a_points_run_writes_its_points_through_policy_and_server(fake_data, tmp_path):
+    from reasonact.client import PolicyClient
+    from reasonact.serve.server import BackgroundServer
+
+    run = reasonact.train(fake_data, tmp_path / "run", config="debug", steps=3, reasoning="points+trace", progress=False)
+    assert json.loads((run / "tokenizers" / "vocab.json").read_text())["late"] == ["<points>"]
+    policy = reasonact.load_policy(run)
+    obs = load_dataset(fake_data)[40]
+    local = policy.predict(obs)
+    assert local.points.shape == (1, 2) and local.trace.shape == (5, 2) and local.nfe == 3 * 12
+    with BackgroundServer(policy) as url, PolicyClient(url) as client:
+        remote = client.predict({k: obs[k] for k in ("rgb", "state", "instruction")})
+        np.testing.assert_array_equal(remote.points, local.points)
+    with pytest.raises(ValueError, match="without the points block's marker"):
+        reasonact.train(fake_data, tmp_path / "again", config="debug", steps=1, reasoning="points",
+                        init=str(_train(fake_data, tmp_path / "plain", 1)), progress=False)
 
 
 def test_attention_of_a_steered_policy_sees_the_inputs_its_prediction_saw(fake_data, tmp_path):

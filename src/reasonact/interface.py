@@ -33,6 +33,7 @@ class Prediction:
     nfe: int  # transformer forward passes spent on this chunk
     latency_ms: float  # wall time of the whole call (per observation when batched)
     trace_given: bool = False
+    points: np.ndarray | None = None  # (K, 2) float32 pixels: the task's object and goal, as written
     tokens: dict | None = field(default=None, repr=False)  # block -> (L,) token ids, as decoded
 
 

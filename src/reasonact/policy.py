@@ -91,6 +91,7 @@ class Policy:
         v, s = self.tok.vocab, self.config.sequence
         actions = self.tok.action.decode((toks["act"] - v.offset("action")).reshape(B, s.horizon, s.action_dim))
         trace_px = self.tok.trace.decode(toks["trace"] - v.offset("coord")) if "trace" in toks else None
+        points_px = self.tok.trace.decode(toks["points"] - v.offset("coord")) if "points" in toks else None
         depth = toks["depth"] - v.offset("depth") if "depth" in toks else None
         rationale = [self._rationale_text(r) for r in toks["think"]] if "think" in toks else None
         latency = (time.perf_counter() - t0) * 1000
@@ -103,6 +104,7 @@ class Policy:
                 nfe=res.nfe,
                 latency_ms=latency / B,
                 trace_given=traces is not None,
+                points=None if points_px is None else points_px[i],
                 tokens={k: t[i] for k, t in toks.items()},
             )
             for i in range(B)

@@ -72,10 +72,11 @@ class BatchSource:
         self.actions = torch.from_numpy(act).to(dev)
         self.traces = torch.from_numpy(ds.traces[self.indices]).float().to(dev)  # (n, P, 2) dataset pixels
         self.points = None
-        if points:
+        if points or "points" in blocks:
             if ds.points is None:
                 raise DatasetError(f"{ds.root} records no object points (observation.points); collect it again with "
-                                   "this version of `reasonact collect`, or train with --points-weight 0")
+                                   "this version of `reasonact collect`, or train with --points-weight 0 and "
+                                   "without a points block")
             self.points = torch.from_numpy(ds.points[self.indices]).float().to(dev)  # (n, K, 2) dataset pixels
         self.path = torch.from_numpy(ds.path_frames[self.indices]).to(dev)  # always steered
         if self.path.any() and steer_prob <= 0:
@@ -135,10 +136,9 @@ class BatchSource:
             phr = torch.where(use, choice, phr)
         targets = {"act": self.actions[rows]}
         if "trace" in self.blocks:
-            tr = self.tok.trace
-            w = torch.tensor([tr.bins / tr.width, tr.bins / tr.height], device=dev)
-            tt = (trace * w).floor().clamp(0, self.tok.trace.bins - 1).long().reshape(B, -1)
-            targets["trace"] = tt + self.tok.vocab.offset("coord")
+            targets["trace"] = self._coord_tokens(trace)
+        if "points" in self.blocks:
+            targets["points"] = self._coord_tokens(points)
         if self.depth is not None:
             targets["depth"] = self.depth[rows]
         if self.think is not None:
@@ -157,6 +157,13 @@ class BatchSource:
             # Where the task's objects are, as a share of the image's width and height (first view).
             "points": None if points is None else points / (self.image_size * self.scale),
         }
+
+
+    def _coord_tokens(self, xy: torch.Tensor) -> torch.Tensor:
+        """(B, N, 2) dataset pixels -> (B, 2N) coordinate-bin ids, as the trace tokenizer writes them."""
+        tr = self.tok.trace
+        w = torch.tensor([tr.bins / tr.width, tr.bins / tr.height], device=xy.device)
+        return (xy * w).floor().clamp(0, tr.bins - 1).long().reshape(len(xy), -1) + self.tok.vocab.offset("coord")
 
 
 def _crop(padded: torch.Tensor, off: torch.Tensor, S: int) -> torch.Tensor:

@@ -12,6 +12,8 @@ MODES = {
     "trace": ("trace",),
     "depth": ("depth",),
     "depth+trace": ("depth", "trace"),
+    "points": ("points",),
+    "points+trace": ("points", "trace"),
     "think": ("think",),
     "full": ("think", "depth", "trace"),
 }
@@ -20,15 +22,16 @@ MODES = {
 def parse_mode(mode: str) -> tuple[str, ...]:
     """Reasoning mode -> the blocks written before the actions, in sequence order.
 
-    ``act``, ``trace``, ``depth+trace``, ``full`` (rationale, depth, trace), or any ``+``-joined
-    combination of ``think``, ``depth`` and ``trace``.
+    ``act``, ``trace``, ``depth+trace``, ``points+trace``, ``full`` (rationale, depth, trace), or any
+    ``+``-joined combination of ``think``, ``depth``, ``points`` (where the task's objects are in the first
+    view) and ``trace``.
     """
     if mode in MODES:
         return MODES[mode]
     parts = set(mode.split("+"))
-    if not parts or not parts <= {"think", "depth", "trace"}:
+    if not parts or not parts <= {"think", "depth", "points", "trace"}:
         raise ValueError(f"unknown reasoning mode {mode!r}; choose from {', '.join(MODES)} or a '+'-joined "
-                         "combination of think, depth, trace")
+                         "combination of think, depth, points, trace")
     return tuple(b for b in BLOCKS if b in parts)
 
 
@@ -94,6 +97,7 @@ class SequenceConfig:
     action_dim: int = 4
     state_dim: int = 7
     trace_points: int = 5
+    object_points: int = 2  # points block: the task's object and goal in the first view
     depth_tokens: int = 16
     think_tokens: int = 56  # rationale block length (text, <eot>, then padding)
     instruction_tokens: int = 16
@@ -110,7 +114,7 @@ class SequenceConfig:
 
     def block_length(self, block: str) -> int:
         return {"think": self.think_tokens, "depth": self.depth_tokens, "trace": 2 * self.trace_points,
-                "act": self.horizon * self.action_dim}[block]
+                "points": 2 * self.object_points, "act": self.horizon * self.action_dim}[block]
 
 
 @dataclass(frozen=True)

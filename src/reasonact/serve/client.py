@@ -70,7 +70,7 @@ class PolicyClient:
         r = self.request(msg)
         return Prediction(actions=r["actions"], trace=r.get("trace"), depth_tokens=r.get("depth_tokens"),
                           rationale=r.get("rationale"), nfe=r["nfe"], latency_ms=r["latency_ms"],
-                          trace_given=trace is not None)
+                          trace_given=trace is not None, points=r.get("points"))
 
     def predict_batch(self, observations: Sequence[dict], instructions: Sequence[str] | None = None, *,
                       traces: Sequence[np.ndarray] | None = None, diffusion_steps: int | None = None,

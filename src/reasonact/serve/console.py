@@ -142,6 +142,7 @@ class ConsoleSession:
             "frame": png_data_url(self.obs["rgb"]),
             "views": {v: png_data_url(img) for v, img in list(self.obs["images"].items())[1:]},
             "trace": None if p.trace is None else p.trace.tolist(),
+            "points": None if p.points is None else p.points.tolist(),
             "given_trace": None if given is None else given.tolist(),
             "drawn": None if self.drawn is None else self.drawn.tolist(),
             "path": project(np.asarray(self.path), K, E).tolist(),

@@ -83,6 +83,7 @@ def prediction_reply(pred, request_id) -> dict:
         "id": request_id,
         "actions": pred.actions,
         "trace": pred.trace,
+        "points": pred.points,
         "depth_tokens": pred.depth_tokens,
         "rationale": pred.rationale,
         "nfe": pred.nfe,

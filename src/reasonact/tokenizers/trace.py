@@ -28,9 +28,9 @@ class TraceTokenizer:
         return tok.reshape(trace.shape[:-2] + (self.length,))
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
-        """(..., 2N) int -> (..., N, 2) float32 pixels (bin centres)."""
+        """(..., 2N) int -> (..., N, 2) float32 pixels (bin centres); any N (object points too)."""
         tokens = np.asarray(tokens, np.float64)
-        xy = tokens.reshape(tokens.shape[:-1] + (self.points, 2))
+        xy = tokens.reshape(tokens.shape[:-1] + (-1, 2))
         return ((xy + 0.5) * np.array([self.width / self.bins, self.height / self.bins])).astype(np.float32)
 
     def to_dict(self) -> dict:

@@ -154,8 +154,12 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
             pass
         text = TextTokenizer.train(texts, cfg.text_vocab)
         tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points),
-                         text, Vocab(text=text.vocab_size))
+                         text, Vocab.for_blocks(seq.blocks, text=text.vocab_size))
         ckpt.save_tokenizers(run, tok)
+    missing = [b for b in seq.blocks if b in ("points",) and f"<{b}>" not in tok.vocab.late]
+    if missing:
+        raise ValueError(f"the tokenizers of {cfg.init or run} were made without the {missing[0]} block's marker; "
+                         f"train the {cfg.reasoning!r} mode in a new run directory without --init")
     if "depth" in seq.blocks and not ckpt.has_depth_tokenizer(run):
         from ..tokenizers.depth_vae import DepthVAE, train_depth_vae
 
@@ -227,6 +231,11 @@ def _spec(ds: ReasonactDataset, cfg: TrainConfig, data) -> RunSpec:
     seq = SequenceConfig(reasoning=cfg.reasoning, horizon=cfg.horizon, action_dim=ds.info["action_dim"],
                          state_dim=ds.info["state_dim"], trace_points=cfg.trace_points, decoder=cfg.decoder,
                          think_tokens=cfg.think_tokens)
+    if "points" in seq.blocks:
+        if ds.points is None:
+            raise DatasetError(f"{ds.root} records no object points (observation.points), which the points block "
+                               "writes; collect it again with this version of `reasonact collect`")
+        seq = replace(seq, object_points=ds.points.shape[1])
     norm = StateNorm.of(ds.stats)
     if cfg.init:
         init = ckpt.load_spec(cfg.init)

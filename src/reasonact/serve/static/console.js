@@ -52,11 +52,20 @@
     if (state.given_trace) polyline(state.given_trace, "#ffc800", 4, true);
     else polyline(state.trace, "#00ff78", 4, true);
     polyline(stroke, "#ffc800", 4, false);
+    // The written object points (points block): where the policy thinks the object and the goal are.
+    (state.points || []).forEach(([x, y], i) => {
+      const s = cam.width / state.resolution;
+      ctx.save();
+      ctx.strokeStyle = i === 0 ? "#ff40ff" : "#40c0ff"; ctx.lineWidth = 3;
+      ctx.beginPath(); ctx.arc(x * s, y * s, 10, 0, 2 * Math.PI); ctx.stroke();
+      ctx.restore();
+    });
   }
 
   function render(msg) {
     state = msg;
     window.consoleState = msg; // for scripts and tests
+    document.getElementById("points-key").hidden = !msg.points;
     document.body.dataset.step = String(msg.step);
     $("task").textContent = `${msg.task} — “${msg.instruction}”`;
     $("step-count").textContent = msg.step;
