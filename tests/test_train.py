@@ -31,6 +31,20 @@ def _source(ds, mode, **kw):
     return src, tok, seq
 
 
+def _overfit(model, batch, steps: int) -> list[dict]:
+    """AdamW on one batch for ``steps`` steps; each step's metrics."""
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    out = []
+    for step in range(steps):
+        loss, m = model(batch["images"], batch["instr"], batch["state"], batch["targets"], None,
+                        torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        out.append(m)
+    return out
+
+
 @pytest.mark.sim
 @pytest.mark.parametrize("decoder", ["ar", "diffusion"])
 def test_overfitting_a_tiny_batch_reproduces_its_chunks(tiny_dataset, decoder):
@@ -40,15 +54,7 @@ def test_overfitting_a_tiny_batch_reproduces_its_chunks(tiny_dataset, decoder):
     model = ActionReasoningModel(Config(model_config("debug", views=len(ds.views)), seq), tok.vocab)
     rows = torch.tensor([0, 40, 70, 150])
     batch = src.batch(rows)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for step in range(250):
-        loss, m = model(batch["images"], batch["instr"], batch["state"], batch["targets"], None,
-                        torch.Generator().manual_seed(step))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(m["loss_act"])
+    losses = [m["loss_act"] for m in _overfit(model, batch, 250)]
     assert np.mean(losses[-10:]) < 0.1 * np.mean(losses[:5]), f"loss fell only from {losses[0]:.2f} to {losses[-1]:.2f}"
     model.eval()
     res = generate(model, batch["images"], batch["instr"], batch["state"], diffusion_steps=8,
@@ -71,14 +77,7 @@ def test_a_points_block_is_learnt_and_decoded_onto_the_object(fake_data):
     rows = torch.tensor([0, 35, 70, 100])
     batch = src.batch(rows)
     assert batch["targets"]["points"].shape == (4, 2)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for step in range(200):
-        loss, m = model(batch["images"], batch["instr"], batch["state"], batch["targets"], None,
-                        torch.Generator().manual_seed(step))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert m["acc_points"] == 1.0
+    assert _overfit(model, batch, 200)[-1]["acc_points"] == 1.0
     model.eval()
     res = generate(model, batch["images"], batch["instr"], batch["state"], diffusion_steps=4,
                    generator=torch.Generator().manual_seed(0))

@@ -156,9 +156,8 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
         tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points),
                          text, Vocab.for_blocks(seq.blocks, text=text.vocab_size))
         ckpt.save_tokenizers(run, tok)
-    missing = [b for b in seq.blocks if b in ("points",) and f"<{b}>" not in tok.vocab.late]
-    if missing:
-        raise ValueError(f"the tokenizers of {cfg.init or run} were made without the {missing[0]} block's marker; "
+    if "points" in seq.blocks and "<points>" not in tok.vocab.late:
+        raise ValueError(f"the tokenizers of {cfg.init or run} were made without the points block's marker; "
                          f"train the {cfg.reasoning!r} mode in a new run directory without --init")
     if "depth" in seq.blocks and not ckpt.has_depth_tokenizer(run):
         from ..tokenizers.depth_vae import DepthVAE, train_depth_vae
