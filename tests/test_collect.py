@@ -205,6 +205,22 @@ def test_cli_refuses_a_directory_with_other_settings(tiny_dataset):
     assert (tiny_dataset / "meta" / "info.json").read_bytes() == info_before
 
 
+def test_a_dataset_from_before_start_jitter_counts_as_unjittered(tiny_dataset):
+    from reasonact.data.format import check_settings
+
+    info = json.loads((tiny_dataset / "meta" / "info.json").read_text())
+    settings = {k: info[k] for k in ("env", "suite", "resolution", "camera", "state_mode", "seed")}
+    assert info["start_jitter"] == 0.0
+    legacy = {k: v for k, v in info.items() if k != "start_jitter"}
+    (tiny_dataset / "meta" / "info.json").write_text(json.dumps(legacy))
+    try:
+        assert check_settings(tiny_dataset, {**settings, "start_jitter": 0.0}) is not None
+        with pytest.raises(DatasetError, match="start_jitter: 0.0 there, 0.1 asked"):
+            check_settings(tiny_dataset, {**settings, "start_jitter": 0.1})
+    finally:
+        (tiny_dataset / "meta" / "info.json").write_text(json.dumps(info))
+
+
 def test_cli_refuses_a_non_dataset_directory(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     r = _cli("collect", "--suite", "reach-v3", "--out", str(tmp_path))

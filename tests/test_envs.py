@@ -35,6 +35,20 @@ def test_seeds_give_reproducible_and_distinct_layouts(env):
     assert np.abs(a - b).max() > 1e-3
 
 
+def test_start_jitter_moves_the_hand_and_nothing_else(env):
+    home = env.reset(11)
+    jittered = env.reset(11, start_jitter=0.1)
+    again = env.reset(11, start_jitter=0.1)
+    other = env.reset(12, start_jitter=0.1)
+    np.testing.assert_allclose(jittered["privileged"]["obj_pos"], home["privileged"]["obj_pos"], atol=1e-5)
+    np.testing.assert_allclose(jittered["state"][4:], home["state"][4:], atol=1e-5)  # the goal too
+    np.testing.assert_array_equal(jittered["ee_pos"], again["ee_pos"])  # drawn from the seed
+    moved = jittered["ee_pos"] - home["ee_pos"]
+    assert 0.01 < np.abs(moved[:2]).max() < 0.11 and abs(moved[2]) < 0.06
+    assert np.abs(other["ee_pos"] - jittered["ee_pos"]).max() > 1e-3
+    np.testing.assert_allclose(env.reset(11)["ee_pos"], home["ee_pos"], atol=1e-6)  # the home start is kept
+
+
 def _gripper_pixels(env):
     seg = env.render_segmentation()
     mask = np.isin(seg, env.geom_ids(["rightclaw", "rightpad", "leftclaw", "leftpad", "hand"]))

@@ -88,13 +88,16 @@ def _add_collect(sub) -> None:
     p.add_argument("--expert", choices=["task", "path"], default="task",
                    help="task: the task's scripted expert; path: random paths through the task's scene, trained "
                         "only with the trace given (--steer-prob) to teach steering")
+    p.add_argument("--start-jitter", type=float, default=0.0,
+                   help="start each episode's hand up to this many metres (per axis) from the task's home position, "
+                        "so that the hand's position does not give away where the object is (e.g. 0.1)")
 
     def run(a):
         from .data.collect import collect
 
         print(collect(a.out, suite=a.suite, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
                       resolution=a.resolution, camera=a.camera, state_mode=a.state_mode,
-                      workers=a.workers, seed=a.seed, expert=a.expert))
+                      workers=a.workers, seed=a.seed, expert=a.expert, start_jitter=a.start_jitter))
 
     p.set_defaults(func=run)
 

@@ -34,6 +34,7 @@ from .format import (
     write_episode,
 )
 
+MAX_START_JITTER = 0.15  # metres: beyond it the hand starts outside some tasks' reach
 MAX_FAILURES_PER_TASK = 20  # an expert that fails this often on a task is reported, not retried forever
 
 
@@ -85,11 +86,11 @@ def _get_env(task: str, resolution: int, camera: str, state_mode: str):
 
 
 def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state_mode: str,
-                       expert: str = "task") -> dict:
+                       expert: str = "task", start_jitter: float = 0.0) -> dict:
     """Roll out one layout with the task's scripted expert (``expert="task"``) or along a random path
     (``"path"``, see :mod:`reasonact.envs.paths`); frames are PNG-encoded here, in the worker."""
     env = _get_env(task, resolution, camera, state_mode)
-    obs = env.reset(seed)
+    obs = env.reset(seed, start_jitter=start_jitter)
     path, steps = None, env.max_steps
     if expert == "path":
         from ..envs.paths import PathExpert
@@ -159,11 +160,14 @@ def collect(
     workers: int | None = None,
     seed: int = 0,
     expert: str = "task",
+    start_jitter: float = 0.0,
     progress: bool = True,
 ) -> CollectSummary:
     """Collect (or resume, or extend) a dataset of successful episodes: ``episodes_per_task`` of the
     given ``expert`` per task -- ``"task"``: the task's scripted expert; ``"path"``: random paths through
-    the task's scene (:mod:`reasonact.envs.paths`), which teach steering."""
+    the task's scene (:mod:`reasonact.envs.paths`), which teach steering. ``start_jitter`` (metres) starts
+    each episode's hand at a random offset from the task's home position, so that where the hand is says
+    nothing about where the object is."""
     from ..envs.metaworld import parse_cameras, resolve_tasks, validate_render_args
 
     task_list = resolve_tasks(suite, tasks)
@@ -174,6 +178,8 @@ def collect(
         raise ValueError(f"episodes_per_task must be a positive integer, got {episodes_per_task!r}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not 0.0 <= float(start_jitter) <= MAX_START_JITTER:
+        raise ValueError(f"start_jitter must be between 0 and {MAX_START_JITTER} metres, got {start_jitter!r}")
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -181,7 +187,7 @@ def collect(
     root = Path(out)
     camera = ",".join(parse_cameras(camera))  # normalised: the name the dataset is checked against
     all_tasks = _open(root, {"env": "metaworld", "suite": suite, "resolution": resolution, "camera": camera,
-                             "state_mode": state_mode, "seed": seed}, task_list)
+                             "state_mode": state_mode, "seed": seed, "start_jitter": float(start_jitter)}, task_list)
     existing = existing_episodes(root)
     failures = read_failures(root)
     tried: dict[str, set[int]] = defaultdict(set)
@@ -241,7 +247,7 @@ def collect(
             return None
         return task, next(streams[task])
 
-    args = (resolution, camera, state_mode, expert)
+    args = (resolution, camera, state_mode, expert, float(start_jitter))
     try:
         if workers == 1 or total_needed <= 1:
             _run_here(jobs, handle, args, gave_up)

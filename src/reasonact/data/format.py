@@ -26,7 +26,8 @@ CHUNK_SIZE = 1000
 DATA_PATH = "data/chunk-{chunk:03d}/episode_{episode:06d}.parquet"
 FPS = 80  # Meta-World: 5 physics steps of 2.5 ms per action
 # Settings that must match for two collections to share a directory.
-SETTING_KEYS = ("env", "suite", "resolution", "camera", "state_mode", "seed")
+SETTING_KEYS = ("env", "suite", "resolution", "camera", "state_mode", "seed", "start_jitter")
+SETTING_DEFAULTS = {"start_jitter": 0.0}  # what a dataset written before the key existed was collected with
 EXPERTS = ("task", "path")  # the task's scripted expert; random paths through its scene (steering)
 
 
@@ -254,7 +255,8 @@ def check_settings(root: Path, settings: dict) -> dict | None:
             "or empty it"
         )
     info = read_info(root)
-    diffs = [f"{k}: {info.get(k)!r} there, {settings[k]!r} asked" for k in SETTING_KEYS if info.get(k) != settings[k]]
+    there = {k: info.get(k, SETTING_DEFAULTS.get(k)) for k in SETTING_KEYS}
+    diffs = [f"{k}: {there[k]!r} there, {settings[k]!r} asked" for k in SETTING_KEYS if there[k] != settings[k]]
     if diffs:
         raise DatasetError(
             f"{root} holds a dataset collected with other settings ({'; '.join(diffs)}). Collect into "

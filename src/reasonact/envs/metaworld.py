@@ -160,15 +160,24 @@ class MetaWorldEnv:
                 model.cam_pos[self._cam_ids[view]] = position
         self._cam_id = self._cam_ids[self.views[0]]
         self._expert = None
+        self._home: np.ndarray | None = None  # the task's own hand start, before any start_jitter
         self._raw: np.ndarray | None = None
         self._t = 0
 
     # -- protocol ---------------------------------------------------------------------------------
-    def reset(self, seed: int) -> Observation:
+    def reset(self, seed: int, *, start_jitter: float = 0.0) -> Observation:
+        """A fresh layout from ``seed``; ``start_jitter`` > 0 starts the hand at a random offset (up to that many
+        metres in x and y, half of it in z, drawn from the seed) from the task's home position."""
         env = self._env
         env._freeze_rand_vec = False  # a fresh layout from the seed (reset(seed=...) is ignored)
         env.seeded_rand_vec = True
         env.seed(int(seed))
+        if self._home is None:
+            self._home = np.array(env.hand_init_pos, dtype=np.float64)
+        offset = np.zeros(3)
+        if start_jitter > 0:
+            offset = np.random.default_rng([int(seed), 1]).uniform(-1, 1, 3) * start_jitter * np.array([1, 1, 0.5])
+        env.hand_init_pos = self._home + offset
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             raw, _ = env.reset()
