@@ -2,7 +2,9 @@
 writes, or the auxiliary pointing head) against the simulator's projected object and goal, at the first
 frame of held-out layouts and of training layouts (the seeds recorded in the run). With --rollout-steps, also
 while the policy acts on the held-out layouts: the object error over its later chunks, and how far (xy, cm)
-the hand is from the object when the policy first closes the gripper.
+the hand is from the object when the policy first closes the gripper. With --given-points (a model that
+writes a points block), also the success on the held-out layouts when the simulator's true object and goal
+points are written in place of the model's own at every chunk: what perfect pointing would be worth.
 
     python benchmarks/pointing.py --checkpoint runs/zwp-act --tasks push-v3,pick-place-v3,peg-insert-side-v3
 """
@@ -55,7 +57,28 @@ def rollout(policy, env, obs: dict, steps: int) -> tuple[float, float]:
     return float(np.mean(errs)) if errs else float("nan"), close_cm
 
 
-def run_task(policy, task: str, seeds: dict[str, list[int]], rollout_steps: int = 0) -> list[dict]:
+def succeeds_with_true_points(policy, env, obs: dict) -> bool:
+    """One episode in which every chunk is decoded after the simulator's projected points, given as the points
+    block (the way a steering trace is given)."""
+    from reasonact.decoding import generate
+    from reasonact.envs.camera import project
+
+    tok, seq, off = policy.tok, policy.config.sequence, policy.tok.vocab.offset("coord")
+    while True:
+        true = project(obs["privileged"]["points"], obs["camera_intrinsics"], obs["camera_extrinsics"])
+        x = policy.inputs([obs])
+        given = {"points": torch.from_numpy(tok.trace.encode(true[None]) + off)}
+        with torch.inference_mode():
+            res = generate(policy.model, x.images, x.instr, x.state, diffusion_steps=policy.info.default_diffusion_steps,
+                           given=given, generator=torch.Generator().manual_seed(0))
+        ids = (res.tokens["act"].numpy() - tok.vocab.offset("action")).reshape(seq.horizon, seq.action_dim)
+        for a in tok.action.decode(ids):
+            obs, success, done = env.step(a)
+            if success or done:
+                return success
+
+
+def run_task(policy, task: str, seeds: dict[str, list[int]], rollout_steps: int = 0, given_points: int = 0) -> list[dict]:
     from reasonact.envs import make_env
     from reasonact.envs.camera import project
 
@@ -77,6 +100,9 @@ def run_task(policy, task: str, seeds: dict[str, list[int]], rollout_steps: int 
             if later:
                 row["object_px_acting"] = float(np.nanmean([x[0] for x in later]))
                 row["close_xy_cm"] = float(np.nanmean([x[1] for x in later]))
+            if given_points and which == "held-out":
+                row["success_true_points"] = float(np.mean([succeeds_with_true_points(policy, env, env.reset(s))
+                                                            for s in group[:given_points]]))
             rows.append(row)
     finally:
         env.close()
@@ -92,18 +118,23 @@ def main() -> None:
     p.add_argument("--tasks", default="push-v3,pick-place-v3,peg-insert-side-v3")
     p.add_argument("--episodes", type=int, default=10, help="layouts of each kind per task")
     p.add_argument("--rollout-steps", type=int, default=0, help="also act this many steps on each held-out layout")
+    p.add_argument("--given-points", type=int, default=0,
+                   help="also act on this many held-out layouts with the true points given (points-block models)")
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/pointing.json)")
     a = p.parse_args()
     policy = load_policy(a.checkpoint)
     if "points" not in policy.info.blocks and policy.model.points_head is None:
         sys.exit(f"error: {a.checkpoint} neither writes a points block nor has a pointing head")
+    if a.given_points and "points" not in policy.info.blocks:
+        sys.exit(f"error: --given-points needs a model that writes a points block; {a.checkpoint} does not")
     rows = []
     for t in a.tasks.split(","):
         train = list(policy.info.training_seeds.get(t, []))
         rows += run_task(policy, t, {"held-out": held_out_seeds(a.episodes, set(train)), "training": train[: a.episodes]},
-                         a.rollout_steps)
+                         a.rollout_steps, a.given_points)
     cols = ["task", "layouts", "n", "object_px", "goal_px", "object_px_max"]
-    report("pointing", rows, cols + (["object_px_acting", "close_xy_cm"] if a.rollout_steps else []),
+    cols += (["object_px_acting", "close_xy_cm"] if a.rollout_steps else []) + (["success_true_points"] if a.given_points else [])
+    report("pointing", rows, cols,
            {"checkpoint": a.checkpoint, "resolution": policy.info.resolution}, a.out)
 
 

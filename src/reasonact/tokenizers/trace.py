@@ -19,13 +19,14 @@ class TraceTokenizer:
         return 2 * self.points
 
     def encode(self, trace: np.ndarray) -> np.ndarray:
-        """(..., N, 2) pixels -> (..., 2N) int64 (x1, y1, x2, y2, ...); points off the image are clipped."""
+        """(..., N, 2) pixels -> (..., 2N) int64 (x1, y1, x2, y2, ...); points off the image are clipped. Any N:
+        a trace (``points`` of them) or a points block's object and goal."""
         trace = np.asarray(trace, np.float64)
-        if trace.shape[-2:] != (self.points, 2):
-            raise ValueError(f"expected a trace of shape (..., {self.points}, 2), got {trace.shape}")
+        if trace.ndim < 2 or trace.shape[-1] != 2:
+            raise ValueError(f"expected points of shape (..., N, 2), got {trace.shape}")
         scale = np.array([self.bins / self.width, self.bins / self.height])
         tok = np.clip(np.floor(trace * scale), 0, self.bins - 1).astype(np.int64)
-        return tok.reshape(trace.shape[:-2] + (self.length,))
+        return tok.reshape(trace.shape[:-2] + (2 * trace.shape[-2],))
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """(..., 2N) int -> (..., N, 2) float32 pixels (bin centres); any N (object points too)."""
