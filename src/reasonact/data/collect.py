@@ -148,6 +148,17 @@ def _open(root: Path, settings: dict, task_list: list[str]) -> list[str]:
     return all_tasks
 
 
+def _check_counts(expert: str, episodes_per_task, seed, start_jitter) -> None:
+    if expert not in EXPERTS:
+        raise ValueError(f"unknown expert {expert!r}; choose from {', '.join(EXPERTS)}")
+    if not isinstance(episodes_per_task, int) or episodes_per_task < 1:
+        raise ValueError(f"episodes_per_task must be a positive integer, got {episodes_per_task!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not 0.0 <= float(start_jitter) <= MAX_START_JITTER:
+        raise ValueError(f"start_jitter must be between 0 and {MAX_START_JITTER} metres, got {start_jitter!r}")
+
+
 def collect(
     out: str | os.PathLike,
     *,
@@ -172,14 +183,7 @@ def collect(
 
     task_list = resolve_tasks(suite, tasks)
     validate_render_args(resolution, camera, state_mode)
-    if expert not in EXPERTS:
-        raise ValueError(f"unknown expert {expert!r}; choose from {', '.join(EXPERTS)}")
-    if not isinstance(episodes_per_task, int) or episodes_per_task < 1:
-        raise ValueError(f"episodes_per_task must be a positive integer, got {episodes_per_task!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if not 0.0 <= float(start_jitter) <= MAX_START_JITTER:
-        raise ValueError(f"start_jitter must be between 0 and {MAX_START_JITTER} metres, got {start_jitter!r}")
+    _check_counts(expert, episodes_per_task, seed, start_jitter)
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
