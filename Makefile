@@ -12,6 +12,7 @@ demo: setup
 	$(PY) -m reasonact quickstart --out demo
 
 test: setup lint
+	@bash scripts/setup-compat.sh
 	$(PY) -m pytest -q
 
 lint: setup

@@ -58,7 +58,7 @@ def test_malformed_requests_get_clear_errors_and_the_server_keeps_serving(policy
         cases = [
             ({"type": "predict", "state": obs["state"], "instruction": "x"}, "missing field 'rgb'"),
             ({**obs, "rgb": obs["rgb"].astype(np.float32)}, "uint8"),
-            ({**obs, "rgb": np.zeros((10, 10, 3), np.uint8)}, "(32, 32, 3)"),
+            ({**obs, "rgb": np.zeros((32, 32, 4), np.uint8)}, "(H, W, 3)"),
             ({**obs, "state": np.zeros(2, np.float32)}, "7 numbers"),
             ({**obs, "instruction": ""}, "instruction"),
             ({**obs, "trace": np.zeros((3, 3))}, "(N, 2)"),
@@ -70,9 +70,20 @@ def test_malformed_requests_get_clear_errors_and_the_server_keeps_serving(policy
             with pytest.raises(PolicyServerError) as e:
                 client.request(msg)
             assert expected in str(e.value), (expected, str(e.value))
-        reply = client.send_raw(b"\x93\x01garbage")
-        assert reply["type"] == "error" and "msgpack" in reply["error"]
+        with pytest.raises(PolicyServerError, match="msgpack"):
+            client.send_raw(b"\x93\x01garbage")
         assert client.predict(obs).actions.shape == (8, 4)  # still serving, same connection
+
+
+def test_images_of_another_size_are_resized_on_the_server(policy, obs):
+    from PIL import Image
+
+    big = np.asarray(Image.fromarray(obs["rgb"]).resize((96, 96), Image.NEAREST))  # 3x, every pixel a 3x3 block
+    local = policy.predict(obs)
+    with BackgroundServer(policy) as url, PolicyClient(url) as client:
+        remote = client.predict({**obs, "rgb": big})
+        np.testing.assert_array_equal(remote.actions, local.actions)
+        np.testing.assert_allclose(remote.trace, local.trace * 3, atol=1e-4)  # in pixels of the image sent
 
 
 def test_several_clients_at_once(policy, obs):

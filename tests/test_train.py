@@ -204,6 +204,30 @@ def test_train_load_predict_and_serve_without_the_simulator(fake_data, tmp_path)
         np.testing.assert_array_equal(remote.depth_tokens, local.depth_tokens)
 
 
+def test_lerobot_style_face_select_action_reset_and_save_pretrained(fake_data, tmp_path):
+    from reasonact.policy import Policy
+
+    run = reasonact.train(fake_data, tmp_path / "run", config="debug", steps=3, reasoning="depth+trace", progress=False)
+    policy = Policy.from_pretrained(run)
+    obs = load_dataset(fake_data)[40]
+    chunk = policy.predict(obs).actions
+    policy.n_action_steps = 3  # three actions of each chunk, then a new chunk
+    served = [policy.select_action(obs) for _ in range(5)]
+    np.testing.assert_array_equal(np.stack(served), chunk[[0, 1, 2, 0, 1]])
+    policy.reset()
+    np.testing.assert_array_equal(policy.select_action(obs), chunk[0])  # a fresh chunk after reset
+
+    saved = policy.save_pretrained(tmp_path / "exported")
+    assert not (saved / "checkpoint.pt").exists() and not list(saved.rglob("codes-*.npy"))
+    again = Policy.from_pretrained(saved)
+    assert again.info.blocks == policy.info.blocks
+    pred = again.predict(obs)
+    np.testing.assert_array_equal(pred.actions, chunk)
+    np.testing.assert_array_equal(pred.depth_tokens, policy.predict(obs).depth_tokens)
+    with pytest.raises(ValueError, match="onto itself"):
+        policy.save_pretrained(run)
+
+
 def test_a_points_run_writes_its_points_through_policy_and_server(fake_data, tmp_path):
     from reasonact.client import PolicyClient
     from reasonact.serve.server import BackgroundServer

@@ -231,6 +231,27 @@ def save_depth_codes(run: str | Path, codes: np.ndarray) -> None:
             np.save(f, codes)
 
 
+def export_run(run: str | Path, out: str | Path, model) -> Path:
+    """What a policy needs, and only that, from ``run`` to ``out`` with ``model``'s weights: config, stats,
+    tokenizers (the depth tokenizer without its training cache). No optimiser state, no logs."""
+    run, out = Path(run), Path(out)
+    if out.resolve() == run.resolve():
+        raise ValueError(f"cannot export {run} onto itself; name another directory")
+    if out.exists() and any(out.iterdir()) and not is_trained(out):
+        raise FileExistsError(f"{out} exists and is not a policy directory; name a new or empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG, STATS):
+        shutil.copy2(run / name, out / name)
+    shutil.copytree(run / TOKENIZERS, out / TOKENIZERS, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("codes-*.npy"))
+    from safetensors import safe_open
+
+    with safe_open(str(run / WEIGHTS), "pt") as f:  # the training step the weights come from
+        step = int((f.metadata() or {}).get("step", -1))
+    save_weights(out, model, step)
+    return out
+
+
 # -- weights and training state -------------------------------------------------------------------------
 def save_weights(run: str | Path, model, step: int) -> None:
     from safetensors.torch import save_file

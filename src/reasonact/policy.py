@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +37,31 @@ class Policy:
         ckpt.load_weights(self.model, loaded.weights)
         self.model.to(self.device).eval()
         self._depth_vae = None
+        self.n_action_steps = self.info.horizon  # actions select_action serves from each chunk
+        self._queue: deque = deque()
+
+    # -- LeRobot's policy face ----------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "Policy":
+        """Load a run directory (or one written by :meth:`save_pretrained`)."""
+        return cls(path, device)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write what :meth:`from_pretrained` needs -- weights, config, stats, tokenizers -- to ``path``."""
+        return ckpt.export_run(self.run, path, self.model)
+
+    def select_action(self, obs: dict, instruction: str | None = None, *, trace: np.ndarray | None = None,
+                      diffusion_steps: int | None = None) -> np.ndarray:
+        """One action (D,) per call: a chunk is predicted when the last one's first ``n_action_steps`` actions
+        have been served. Call :meth:`reset` at the start of every episode."""
+        if not self._queue:
+            pred = self.predict(obs, instruction, trace=trace, diffusion_steps=diffusion_steps)
+            self._queue.extend(pred.actions[: self.n_action_steps])
+        return self._queue.popleft()
+
+    def reset(self) -> None:
+        """Forget the queued actions (a new episode)."""
+        self._queue.clear()
 
     # -- facts about the policy (see ``info`` for all of them) ----------------------------------------
     @property

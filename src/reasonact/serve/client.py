@@ -14,6 +14,11 @@ class PolicyServerError(RuntimeError):
     """The server answered with an error (the message says what was wrong with the request)."""
 
 
+def _array(value, dtype) -> np.ndarray | None:
+    """The reply's lists (kept whole for openpi's ActionChunkBroker) back as arrays."""
+    return None if value is None else np.asarray(value, dtype=dtype)
+
+
 class PolicyClient:
     def __init__(self, url: str = "ws://127.0.0.1:8765", *, timeout: float = 60.0):
         from websockets.sync.client import connect
@@ -23,29 +28,31 @@ class PolicyClient:
         self.timeout = timeout
         self.last_reply: dict | None = None
         self._next_id = 0
-        self._info: PolicyInfo | None = None
+        self.metadata: dict = self._receive()  # the server sends its metadata right after the handshake
+        self._info = PolicyInfo.from_dict(self.metadata["policy"])
 
     @property
     def info(self) -> PolicyInfo:
-        """The served policy's facts (asked of the server once)."""
-        if self._info is None:
-            self._info = PolicyInfo.from_dict(self.health()["policy"])
+        """The served policy's facts (sent by the server on connect)."""
         return self._info
+
+    def _receive(self) -> dict:
+        reply = self._ws.recv(timeout=self.timeout)
+        if isinstance(reply, str):  # errors come back as text frames
+            raise PolicyServerError(reply.removeprefix("error: "))
+        return unpackb(reply)
 
     def request(self, message: dict) -> dict:
         self._next_id += 1
         message = {"id": self._next_id, **message}
         self._ws.send(packb(message))
-        reply = unpackb(self._ws.recv(timeout=self.timeout))
-        self.last_reply = reply
-        if reply.get("type") == "error":
-            raise PolicyServerError(reply.get("error", "unknown error"))
-        return reply
+        self.last_reply = self._receive()
+        return self.last_reply
 
     def send_raw(self, data: bytes) -> dict:
-        """Send bytes as they are (for testing servers); returns the decoded reply."""
+        """Send bytes as they are (for testing servers); returns the decoded reply or raises its error."""
         self._ws.send(data)
-        return unpackb(self._ws.recv(timeout=self.timeout))
+        return self._receive()
 
     def health(self) -> dict:
         return self.request({"type": "health"})
@@ -68,9 +75,10 @@ class PolicyClient:
         if diffusion_steps is not None:
             msg["diffusion_steps"] = int(diffusion_steps)
         r = self.request(msg)
-        return Prediction(actions=r["actions"], trace=r.get("trace"), depth_tokens=r.get("depth_tokens"),
-                          rationale=r.get("rationale"), nfe=r["nfe"], latency_ms=r["latency_ms"],
-                          trace_given=trace is not None, points=r.get("points"))
+        return Prediction(actions=r["actions"], trace=_array(r.get("trace"), np.float32),
+                          depth_tokens=_array(r.get("depth_tokens"), np.int64), rationale=r.get("rationale"),
+                          nfe=r["nfe"], latency_ms=r["latency_ms"], trace_given=trace is not None,
+                          points=_array(r.get("points"), np.float32))
 
     def predict_batch(self, observations: Sequence[dict], instructions: Sequence[str] | None = None, *,
                       traces: Sequence[np.ndarray] | None = None, diffusion_steps: int | None = None,

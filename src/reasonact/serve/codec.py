@@ -1,5 +1,6 @@
 """msgpack with numpy arrays, in the wire format openpi uses:
-``{b"__ndarray__": True, b"data": raw bytes, b"dtype": dtype.str, b"shape": [...]}``."""
+``{b"__ndarray__": True, b"data": raw bytes, b"dtype": dtype.str, b"shape": [...]}``, and numpy scalars as
+``{b"__npgeneric__": True, b"data": value, b"dtype": dtype.str}`` (read; we send scalars as plain numbers)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ def _hook(obj: dict) -> Any:
             raise
         except Exception as e:
             raise CodecError(f"malformed array: {e}") from e
+    if b"__npgeneric__" in obj:
+        try:
+            dtype = np.dtype(obj[b"dtype"])
+            if dtype.kind not in "biuf":
+                raise CodecError(f"numpy scalars of dtype {dtype} are not accepted")
+            return dtype.type(obj[b"data"])
+        except CodecError:
+            raise
+        except Exception as e:
+            raise CodecError(f"malformed numpy scalar: {e}") from e
     return obj
 
 

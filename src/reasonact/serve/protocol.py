@@ -1,0 +1,153 @@
+"""What a predict request may hold and what its reply holds (docs/serving.md).
+
+Two dialects of the same request are accepted: reasonact's own keys (``rgb``, ``images``, ``state``,
+``instruction``) and openpi's (``observation/image``, ``observation/wrist_image``, ``observation/state``,
+``prompt``), so that openpi's ``WebsocketClientPolicy`` works unchanged. Images of any size are resized on
+the server to the policy's resolution, keeping their aspect ratio and padding with black as openpi does (by
+area averaging, where openpi resizes bilinearly); a
+given trace and the trace and points in the reply are in pixels of the image the client sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# openpi's observation keys -> ours (LIBERO's layout in openpi's examples)
+OPENPI_KEYS = {"observation/image": "rgb", "observation/state": "state", "prompt": "instruction"}
+OPENPI_WRIST = "observation/wrist_image"
+
+
+class RequestError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Frame:
+    """How the client's first image maps onto the policy's: policy pixel = client pixel * scale + offset."""
+
+    scale: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)
+
+    def to_policy(self, px: np.ndarray) -> np.ndarray:
+        return (np.asarray(px, np.float32) * self.scale + np.asarray(self.offset, np.float32)).astype(np.float32)
+
+    def to_client(self, px: np.ndarray | None) -> np.ndarray | None:
+        if px is None:
+            return None
+        return ((np.asarray(px, np.float32) - np.asarray(self.offset, np.float32)) / self.scale).astype(np.float32)
+
+
+def resize_with_pad(image: np.ndarray, size: int) -> tuple[np.ndarray, Frame]:
+    """(H, W, 3) uint8 -> (size, size, 3): scaled to fit, centred, padded with black (openpi's convention)."""
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image, Frame()
+    from PIL import Image
+
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    # Area averaging: what rendering at the lower resolution with supersampling would give (exact for
+    # integer factors), so a downscaled frame looks like the frames the policy was trained on.
+    resized = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((nw, nh), Image.BOX))
+    out = np.zeros((size, size, 3), np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top:top + nh, left:left + nw] = resized
+    return out, Frame(scale=nw / w, offset=(float(left), float(top)))
+
+
+def _image(value: Any, name: str, size: int) -> tuple[np.ndarray, Frame]:
+    if not isinstance(value, np.ndarray):
+        raise RequestError(f"field {name!r} must be a numpy array (H, W, 3) uint8")
+    if value.dtype != np.uint8:
+        raise RequestError(f"field {name!r} must be uint8, got {value.dtype}")
+    if value.ndim != 3 or value.shape[2] != 3 or min(value.shape[:2]) < 1:
+        raise RequestError(f"field {name!r} must be an (H, W, 3) RGB image, got shape {value.shape}")
+    return resize_with_pad(value, size)
+
+
+def _openpi_to_ours(req: dict, views: tuple[str, ...]) -> dict:
+    """Rename openpi's observation keys; a wrist image goes to the policy's second view (ignored if it has one)."""
+    if not any(k in req for k in (*OPENPI_KEYS, OPENPI_WRIST)):
+        return req
+    out = {k: v for k, v in req.items() if k not in OPENPI_KEYS and k != OPENPI_WRIST}
+    for theirs, ours in OPENPI_KEYS.items():
+        if theirs in req:
+            if ours in req:
+                raise RequestError(f"give either {theirs!r} or {ours!r}, not both")
+            out[ours] = req[theirs]
+    if OPENPI_WRIST in req and len(views) > 1:
+        out["images"] = {**(req.get("images") or {}), views[1]: req[OPENPI_WRIST]}
+    return out
+
+
+def parse_request(req: Any, info) -> tuple[dict, Frame]:
+    """Check a predict request against the policy's ``info``; return ``policy.predict``'s keyword arguments
+    and the frame that maps pixels of the client's first image onto the policy's."""
+    if not isinstance(req, dict):
+        raise RequestError(f"a request must be a map, got {type(req).__name__}")
+    openpi = any(k in req for k in (*OPENPI_KEYS, OPENPI_WRIST))
+    req = _openpi_to_ours(req, info.views)
+    for key in ("rgb", "state", "instruction"):
+        if key not in req:
+            if openpi:
+                theirs = next(k for k, v in OPENPI_KEYS.items() if v == key)
+                raise RequestError(f"missing field {theirs!r} (an openpi-style request needs observation/image, "
+                                   "observation/state and prompt)")
+            raise RequestError(f"missing field {key!r} (a predict request needs rgb, state and instruction)")
+    rgb, frame = _image(req["rgb"], "rgb", info.resolution)
+    state = req["state"]
+    if not isinstance(state, (np.ndarray, list)):
+        raise RequestError("field 'state' must be an array of numbers")
+    state = np.asarray(state)
+    if state.dtype.kind not in "fiu":
+        raise RequestError(f"field 'state' must hold numbers, got dtype {state.dtype}")
+    if not isinstance(req["instruction"], str) or not req["instruction"].strip():
+        raise RequestError("field 'instruction' must be a non-empty string")
+    out: dict = {"obs": {"rgb": rgb, "state": state.astype(np.float32)}, "instruction": req["instruction"]}
+    if req.get("images") is not None:  # the other camera views, by name
+        images = req["images"]
+        if not isinstance(images, dict) or not all(isinstance(k, str) for k in images):
+            raise RequestError("field 'images' must map view names to (H, W, 3) uint8 arrays")
+        out["obs"]["images"] = {k: _image(v, f"images/{k}", info.resolution)[0] for k, v in images.items()}
+    if "depth" in req and req["depth"] is not None:
+        depth = req["depth"]
+        if not isinstance(depth, np.ndarray) or depth.shape != req["rgb"].shape[:2]:
+            raise RequestError(f"field 'depth' must be an array of shape {req['rgb'].shape[:2]}")
+    if req.get("trace") is not None:
+        trace = np.asarray(req["trace"])
+        if trace.ndim != 2 or trace.shape[1] != 2 or trace.shape[0] < 1 or trace.dtype.kind not in "fiu":
+            raise RequestError(f"field 'trace' must be (N, 2) pixel coordinates, got shape {trace.shape}")
+        if not np.isfinite(trace).all():
+            raise RequestError("field 'trace' holds non-finite values")
+        out["trace"] = frame.to_policy(trace)
+    for key, kind in (("decoder", str), ("diffusion_steps", int), ("seed", int)):
+        if req.get(key) is not None:
+            if not isinstance(req[key], (kind, np.integer if kind is int else str)) or isinstance(req[key], bool):
+                raise RequestError(f"field {key!r} must be {'a string' if kind is str else 'an integer'}")
+            out[key] = req[key] if kind is str else int(req[key])
+    return out, frame
+
+
+def _whole(a: np.ndarray | None) -> list | None:
+    """An array as nested lists: openpi's ActionChunkBroker slices every array in a reply by step, and passes
+    lists through whole."""
+    return None if a is None else np.asarray(a).tolist()
+
+
+def prediction_reply(pred, request_id, frame: Frame = Frame()) -> dict:
+    """The reply to a predict request. ``actions`` is the only array (one row per step); the trace, points and
+    depth codes are lists, so that openpi's ActionChunkBroker hands them on whole with every step."""
+    return {
+        "type": "prediction",
+        "id": request_id,
+        "actions": np.asarray(pred.actions, np.float32),
+        "trace": _whole(frame.to_client(pred.trace)),
+        "points": _whole(frame.to_client(pred.points)),
+        "depth_tokens": _whole(pred.depth_tokens),
+        "rationale": pred.rationale,
+        "nfe": int(pred.nfe),
+        "latency_ms": float(pred.latency_ms),
+    }
