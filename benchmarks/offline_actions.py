@@ -1,7 +1,8 @@
 """How well does a policy reproduce demonstrations? The first action of the chunk it decodes on random frames
 of a dataset (its training data, or demonstrations on other layouts), against the demonstration's action, for
 several diffusion rounds T (no simulator). --first-frames takes only episodes' first frames, where the hand is
-at its start and only the image says where the object is.
+at its start and only the image says where the object is. --instruction decodes every frame with the given
+instruction instead of its own (another task's: does the policy read the instruction?).
 
     python benchmarks/offline_actions.py --checkpoint runs/zwp-act --data data/mt10-zw --tasks push-v3,drawer-open-v3
 """
@@ -29,6 +30,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=96, help="random training frames per task")
     p.add_argument("--steps", default="1,4,12", help="diffusion rounds T to compare")
     p.add_argument("--first-frames", action="store_true", help="only episodes' first frames (up to --frames)")
+    p.add_argument("--instruction", default=None, help="decode with this instruction instead of each frame's own")
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/offline_actions.json)")
     a = p.parse_args()
     policy, ds = load_policy(a.checkpoint), load_dataset(a.data)
@@ -41,12 +43,16 @@ def main() -> None:
         pool = np.nonzero((ds.task_index == index[task]) & ((ds.frame_index == 0) | (not a.first_frames)))[0]
         frames = rng.choice(pool, min(a.frames, len(pool)), replace=False)
         items = [ds[int(r)] for r in frames]
+        if a.instruction is not None:
+            items = [{**item, "instruction": a.instruction} for item in items]
         for T in (int(s) for s in a.steps.split(",")):
             preds = [q for k in range(0, len(items), 32) for q in policy.predict_batch(items[k:k + 32], diffusion_steps=T)]
-            err = np.abs(np.stack([q.actions[0] for q in preds]) - ds.actions[frames]).mean(0)
-            rows.append({"task": task, "T": T, "frames": len(frames), **{f"mae_{d}": float(e) for d, e in zip("xyzg", err)}})
-    report("offline_actions", rows, ["task", "T", "frames", "mae_x", "mae_y", "mae_z", "mae_g"],
-           {"checkpoint": a.checkpoint, "data": a.data, "first_frames": a.first_frames}, a.out)
+            decoded = np.stack([q.actions[0] for q in preds])
+            err = np.abs(decoded - ds.actions[frames]).mean(0)
+            rows.append({"task": task, "T": T, "frames": len(frames), **{f"mae_{d}": float(e) for d, e in zip("xyzg", err)},
+                         "mean_z": float(decoded[:, 2].mean()), "demo_mean_z": float(ds.actions[frames][:, 2].mean())})
+    report("offline_actions", rows, ["task", "T", "frames", "mae_x", "mae_y", "mae_z", "mae_g", "mean_z", "demo_mean_z"],
+           {"checkpoint": a.checkpoint, "data": a.data, "first_frames": a.first_frames, "instruction": a.instruction}, a.out)
 
 
 if __name__ == "__main__":
