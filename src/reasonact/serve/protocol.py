@@ -123,11 +123,13 @@ def parse_request(req: Any, info) -> tuple[dict, Frame]:
         if not np.isfinite(trace).all():
             raise RequestError("field 'trace' holds non-finite values")
         out["trace"] = frame.to_policy(trace)
-    for key, kind in (("decoder", str), ("diffusion_steps", int), ("seed", int)):
-        if req.get(key) is not None:
-            if not isinstance(req[key], (kind, np.integer if kind is int else str)) or isinstance(req[key], bool):
-                raise RequestError(f"field {key!r} must be {'a string' if kind is str else 'an integer'}")
-            out[key] = req[key] if kind is str else int(req[key])
+    for key, kinds, what in (("decoder", (str,), "a string"), ("diffusion_steps", (int, np.integer), "an integer"),
+                             ("seed", (int, np.integer), "an integer")):
+        value = req.get(key)
+        if value is not None:
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise RequestError(f"field {key!r} must be {what}")
+            out[key] = value if isinstance(value, str) else int(value)
     return out, frame
 
 
