@@ -70,8 +70,6 @@ def _image(value: Any, name: str, size: int) -> tuple[np.ndarray, Frame]:
 
 def _openpi_to_ours(req: dict, views: tuple[str, ...]) -> dict:
     """Rename openpi's observation keys; a wrist image goes to the policy's second view (ignored if it has one)."""
-    if not any(k in req for k in (*OPENPI_KEYS, OPENPI_WRIST)):
-        return req
     out = {k: v for k, v in req.items() if k not in OPENPI_KEYS and k != OPENPI_WRIST}
     for theirs, ours in OPENPI_KEYS.items():
         if theirs in req:
@@ -89,7 +87,8 @@ def parse_request(req: Any, info) -> tuple[dict, Frame]:
     if not isinstance(req, dict):
         raise RequestError(f"a request must be a map, got {type(req).__name__}")
     openpi = any(k in req for k in (*OPENPI_KEYS, OPENPI_WRIST))
-    req = _openpi_to_ours(req, info.views)
+    if openpi:
+        req = _openpi_to_ours(req, info.views)
     for key in ("rgb", "state", "instruction"):
         if key not in req:
             if openpi:
