@@ -2,11 +2,13 @@
 on synthetic batches of the right shapes.
 
     python benchmarks/train.py [--configs debug,tiny,small] [--device cpu|cuda] [--batch-size 64]
+        [--views 2] [--compile off,on]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -26,7 +28,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--precisions", default=None, help="default: bf16 on CUDA; fp32,bf16 on CPU")
-    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile", default="off", help="off, on, or off,on to measure both")
+    ap.add_argument("--views", type=int, default=1, help="camera views per observation (16 tokens each at 64 px)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
 
@@ -42,47 +45,47 @@ def main() -> None:
     peak = peak_flops(dev)
     rows = []
     for name in a.configs.split(","):
-        mcfg = model_config(name)
-        for mode in a.modes.split(","):
+        mcfg = model_config(name, views=a.views)
+        for mode, prec, compiled in itertools.product(a.modes.split(","), precisions, a.compile.split(",")):
             seq = SequenceConfig(reasoning=mode, decoder=a.decoder)
-            for prec in precisions:
-                torch.manual_seed(0)
-                model = ActionReasoningModel(Config(mcfg, seq), vocab).to(dev)
-                net = torch.compile(model) if a.compile else model
-                opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
-                B = a.batch_size
-                g = torch.Generator().manual_seed(0)
-                img = torch.rand(B, 3, mcfg.image_size, mcfg.image_size, device=dev)
-                instr = torch.full((B, 16), vocab.pad, device=dev)
-                state = torch.randn(B, 7, device=dev)
-                targets = {b: torch.randint(*vocab.block_range(b), (B, seq.block_length(b)), generator=g).to(dev)
-                           for b in seq.blocks}
-                ctx = torch.autocast(dev.type, torch.bfloat16, enabled=prec == "bf16")
+            torch.manual_seed(0)
+            model = ActionReasoningModel(Config(mcfg, seq), vocab).to(dev)
+            net = torch.compile(model) if compiled == "on" else model
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
+            B = a.batch_size
+            g = torch.Generator().manual_seed(0)
+            img = torch.rand(B, a.views, 3, mcfg.image_size, mcfg.image_size, device=dev)
+            instr = torch.full((B, 16), vocab.pad, device=dev)
+            state = torch.randn(B, 7, device=dev)
+            targets = {b: torch.randint(*vocab.block_range(b), (B, seq.block_length(b)), generator=g).to(dev)
+                       for b in seq.blocks}
+            ctx = torch.autocast(dev.type, torch.bfloat16, enabled=prec == "bf16")
 
-                def step():
-                    with ctx:
-                        loss, _ = net(img, instr, state, targets, None, None)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
+            def step():
+                with ctx:
+                    loss, _ = net(img, instr, state, targets, None, None)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
 
-                for _ in range(3):
-                    step()
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                for _ in range(a.iters):
-                    step()
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                sps = a.iters * B / (time.perf_counter() - t0)
-                seq_len = model.n_prefix + len(training_span(model.n_prefix, model.block_lengths(), a.decoder == "diffusion")[0])
-                row = {"config": name, "mode": mode, "precision": prec, "batch": B, "tokens": seq_len,
-                       "params_M": sum(p.numel() for p in model.parameters()) / 1e6, "samples_per_s": sps,
-                       "mfu": sps * flops_per_sample(model, seq_len) / peak if peak else None, "device": dev.type}
-                rows.append(row)
-                print(row)
-    report(f"train_{dev.type}", rows, ["config", "mode", "precision", "batch", "tokens", "params_M",
+            for _ in range(3):
+                step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(a.iters):
+                step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            sps = a.iters * B / (time.perf_counter() - t0)
+            seq_len = model.n_prefix + len(training_span(model.n_prefix, model.block_lengths(), a.decoder == "diffusion")[0])
+            row = {"config": name, "mode": mode, "precision": prec, "compile": compiled, "views": a.views,
+                   "batch": B, "tokens": seq_len,
+                   "params_M": sum(p.numel() for p in model.parameters()) / 1e6, "samples_per_s": sps,
+                   "mfu": sps * flops_per_sample(model, seq_len) / peak if peak else None, "device": dev.type}
+            rows.append(row)
+            print(row)
+    report(f"train_{dev.type}", rows, ["config", "mode", "precision", "compile", "views", "batch", "tokens", "params_M",
                                        "samples_per_s", "mfu", "device"], out=a.out)
 
 

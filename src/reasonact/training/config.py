@@ -62,6 +62,8 @@ class TrainConfig:
     paraphrase_prob: float = setting(0.5, "share of samples given a paraphrase of the instruction", "data")
     steer_prob: float = setting(0.0, "share of samples trained with the trace given (steering), from 0 to 1",
                                 "data")
+    task_weights: dict = setting({}, "sampling weight per task, as JSON, e.g. '{\"push-v3\": 2}': that task's frames "
+                                 "are drawn twice as often as the others' (default 1)", "data")
     val_fraction: float = setting(0.0, "share of episodes held out for a validation loss", "data")
     seed: int = setting(0, "seed of the initial weights and of every batch", "data")
     # -- run ---------------------------------------------------------------------------------------------
@@ -70,7 +72,9 @@ class TrainConfig:
     precision: str = setting("auto", "auto: bf16 on CUDA; on a CPU, bf16 only if the CPU computes it natively and a "
                              "training step measures faster in it (decided once, saved with the run)", "run",
                              choices=("auto", "fp32", "bf16"))
-    compile: bool = setting(False, "torch.compile the model (measured faster on CUDA only)", "run")
+    compile: bool = setting(False, "torch.compile the model (its first steps compile: about a minute); measured "
+                            "1.28x faster for tiny in bf16 on a 2-core CPU, 1.09x in fp32 "
+                            "(benchmarks/results/train_cpu_compile.json)", "run")
 
     def __post_init__(self):
         def bad(msg: str):
@@ -99,6 +103,10 @@ class TrainConfig:
             bad(f"--ema is a decay from 0 (off) to below 1, e.g. 0.999; got {self.ema}")
         if self.points_weight < 0:
             bad(f"--points-weight must be 0 (off) or positive, got {self.points_weight}")
+        if not isinstance(self.task_weights, dict) or not all(
+                isinstance(w, (int, float)) and w >= 0 for w in self.task_weights.values()):
+            bad(f"--task-weights maps task names to weights of 0 or more, e.g. '{{\"push-v3\": 2}}'; "
+                f"got {self.task_weights!r}")
         if not 0 <= self.val_fraction < 1:
             bad(f"--val-fraction is a share of episodes, from 0 to below 1; got {self.val_fraction}")
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -118,8 +126,9 @@ class TrainConfig:
         """Settings saved in a run's config.json (runs written before a field existed take its default)."""
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        if d.get("model_overrides") is None:
-            d.pop("model_overrides", None)
+        for key in ("model_overrides", "task_weights"):
+            if d.get(key) is None:
+                d.pop(key, None)
         return cls(**d)
 
 
