@@ -40,7 +40,7 @@ def test_collected_dataset_round_trips(tiny_dataset):
     assert ds.views == ["zoom", "gripperPOV"] and info["cameras"] == ds.views
     for view in ds.views:
         assert f"observation.images.{view}" in info["features"]
-        assert info["features"][f"observation.camera_extrinsics.{view}"]["shape"] == [4, 4]
+        assert info["features"][f"observation.camera_extrinsics.{view}"]["shape"] == [16]  # stored flat
     item = ds[0]
     assert item["rgb"].shape == (48, 48, 3) and item["rgb"].dtype == np.uint8
     assert set(item["images"]) == {"zoom", "gripperPOV"} and item["images"]["zoom"] is not item["images"]["gripperPOV"]

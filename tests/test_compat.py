@@ -1,5 +1,6 @@
-"""Compatibility with the real packages our users run: openpi's own client (openpi-client 0.1.2, in the
-side environment .venv-compat that scripts/setup-compat.sh builds, since it pins numpy<2)."""
+"""Compatibility with the real packages our users run: openpi's own client (openpi-client 0.1.2) and LeRobot's
+own dataset reader and writer (lerobot 0.4.4), in the side environment .venv-compat that
+scripts/setup-compat.sh builds (openpi-client pins numpy<2; lerobot pins an older torch)."""
 
 import json
 import subprocess
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import reasonact
-from reasonact.data import load_dataset
+from reasonact.data import DatasetError, load_dataset
 from reasonact.serve.protocol import resize_with_pad
 from reasonact.serve.server import BackgroundServer
 
@@ -71,3 +72,49 @@ def test_openpi_client_and_action_chunk_broker_against_our_server(tiny_dataset, 
     broker = np.array(seen["broker_actions"])  # one action per call, a new chunk every H calls
     np.testing.assert_allclose(broker, local.actions[np.arange(2 * H + 1) % H], atol=1e-6)
     assert seen["broker_trace_whole"] and seen["healthz"] == [200, "ok"]
+
+
+def _compat(compat_python, *args: str) -> dict:
+    r = subprocess.run([str(compat_python), str(ROOT / "tests" / "compat" / "lerobot_check.py"), *args],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.sim
+def test_lerobot_reads_a_collected_dataset_frame_for_frame(tiny_dataset, compat_python, tmp_path):
+    ds = load_dataset(tiny_dataset)
+    n, horizon = len(ds), 8
+    reference = tmp_path / "reference.npz"
+    np.savez(reference, views=np.array(ds.views), fps=ds.info["fps"], episodes=len(ds.episodes),
+             images=np.stack([[ds.image(i, v) for v in ds.views] for i in range(n)]), state=ds.states,
+             action=ds.actions, depth=np.stack([ds.depth(i) for i in range(n)]),
+             instruction=np.array([ds[i]["instruction"] for i in range(n)]), episode_index=ds.episode_index,
+             frame_index=ds.frame_index, chunks=ds.action_chunks(np.arange(n), horizon))
+    seen = _compat(compat_python, "read", str(tiny_dataset), str(reference))
+    assert seen["frames"] == n and seen["cameras"] == [f"observation.images.{v}" for v in ds.views]
+    assert seen["task"] == ds[0]["instruction"]  # LeRobot's task is the instruction
+
+
+def test_a_dataset_lerobot_wrote_loads_and_trains(compat_python, tmp_path):
+    root, written = tmp_path / "by-lerobot", tmp_path / "written.npz"
+    _compat(compat_python, "write", str(root), str(written))
+    w = np.load(written)
+    ds = load_dataset(root)
+    assert len(ds) == len(w["action"]) and ds.views == ["front"] and ds.resolution == 32 and len(ds.episodes) == 2
+    for i in range(len(ds)):
+        item = ds[i]
+        np.testing.assert_array_equal(item["rgb"], w["images"][i])
+        np.testing.assert_allclose(item["state"], w["state"][i], atol=1e-6)
+        np.testing.assert_allclose(item["action"], w["action"][i], atol=1e-6)
+        assert item["instruction"] == w["task"][i] and "trace" not in item and "depth" not in item
+    np.testing.assert_allclose(ds.action_chunks(np.array([10]), 8)[0, 3:], np.repeat(w["action"][13:14], 5, 0))
+
+    run = reasonact.train(root, tmp_path / "run", config="debug", steps=60, batch_size=8, lr=3e-3, progress=False)
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.7 * losses[0]
+    policy = reasonact.load_policy(run)
+    pred = policy.predict({"rgb": w["images"][3], "state": w["state"][3]}, str(w["task"][3]))
+    assert pred.actions.shape == (policy.info.horizon, 3)
+    with pytest.raises(DatasetError, match="--reasoning act"):
+        reasonact.train(root, tmp_path / "trace-run", config="debug", steps=2, reasoning="trace", progress=False)

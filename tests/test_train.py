@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from reasonact.decoding import generate
 from reasonact.model.arm import ActionReasoningModel
 from reasonact.model.config import Config, SequenceConfig, model_config
 from reasonact.tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
+from reasonact.training.config import train_config
 
 NO_NORM = StateNorm(np.zeros(7, np.float32), np.ones(7, np.float32))
 
@@ -140,10 +142,16 @@ def test_resume_reproduces_the_uninterrupted_run(fake_data, tmp_path, monkeypatc
 
 
 def test_bad_input_fails_clearly(fake_data, tmp_path):
-    broken = tmp_path / "nostats"
+    nostats = tmp_path / "nostats"  # statistics are computed where a dataset lacks them (LeRobot's may)
+    shutil.copytree(fake_data, nostats)
+    (nostats / "meta" / "stats.json").unlink()
+    for key in ("action", "state"):
+        np.testing.assert_allclose(load_dataset(nostats).stats[key]["q99"], load_dataset(fake_data).stats[key]["q99"])
+    broken = tmp_path / "noaction"
     shutil.copytree(fake_data, broken)
-    (broken / "meta" / "stats.json").unlink()
-    with pytest.raises(DatasetError, match="stats"):
+    for f in (broken / "data").rglob("*.parquet"):
+        pq.write_table(pq.read_table(f).drop_columns(["action"]), f)
+    with pytest.raises(DatasetError, match="no action column"):
         _train(broken, tmp_path / "r1", 2)
     with pytest.raises(ValueError, match="debug, tiny, small, base"):
         reasonact.train(fake_data, tmp_path / "r2", config="huge", progress=False)
@@ -384,6 +392,27 @@ def test_random_shift_moves_the_trace_and_the_points_with_the_image(fake_data):
         assert (moved.argmax(1) == unmoved.argmax(1)).float().mean() > 0.9
 
 
+def test_task_weights_set_how_often_each_task_is_drawn(fake_data):
+    ds = load_dataset(fake_data)
+    _, tok, seq = _source(ds, "act")
+    a, b = ds.task_names
+
+    def share_of_b(weights):
+        src = BatchSource(ds, np.arange(len(ds)), tok, image_size=32, horizon=seq.horizon, blocks=seq.blocks,
+                          instruction_tokens=seq.instruction_tokens, state_norm=NO_NORM, task_weights=weights,
+                          paraphrase_prob=0.0, progress=False)
+        instr = src.sample(4000, torch.Generator().manual_seed(0))["instr"]  # the task's own instruction
+        return (instr == src.instructions[ds.task_names.index(b), 0]).all(1).float().mean().item()
+
+    assert abs(share_of_b({}) - 0.5) < 0.05  # the fake tasks have equal frame counts
+    assert abs(share_of_b({b: 3}) - 0.75) < 0.05
+    assert share_of_b({a: 0}) == 1.0
+    with pytest.raises(DatasetError, match="does not hold"):
+        share_of_b({"push-v9": 2})
+    with pytest.raises(ValueError, match="task-weights"):
+        train_config("debug", task_weights={a: -1})
+
+
 def test_weight_average_follows_the_weights_and_swaps_in_for_saving():
     from reasonact.training.ema import WeightAverage
 
@@ -402,3 +431,25 @@ def test_weight_average_follows_the_weights_and_swaps_in_for_saving():
     with ema.applied():
         torch.testing.assert_close(model.weight, start + 1.5)
     torch.testing.assert_close(model.weight, start + 2.0)  # its own weights are back
+
+
+def test_a_dataset_of_the_earlier_layout_loads_as_the_same_data(tmp_path):
+    """tests/artifacts/dataset-reasonact-v1 is fake_dataset(episodes_per_task=2, length=12, resolution=32) as
+    reasonact wrote it before datasets were LeRobot v3.0 (PNG depth, one episode_*.parquet per episode)."""
+    from pathlib import Path
+
+    old = load_dataset(Path(__file__).parent / "artifacts" / "dataset-reasonact-v1")
+    new = load_dataset(reasonact.fake_dataset(tmp_path / "v3", episodes_per_task=2, length=12, resolution=32))
+    assert old.info["codebase_version"] == "reasonact/v1" and new.info["codebase_version"] == "v3.0"
+    assert len(old) == len(new) == 48 and old.views == new.views and old.tasks == new.tasks
+    for name in ("actions", "states", "ee_pos", "traces", "points", "episode_index", "frame_index", "task_index"):
+        np.testing.assert_array_equal(getattr(old, name), getattr(new, name), err_msg=name)
+    assert [(e["task"], e["seed"], e["length"], e["first_index"]) for e in old.episodes] == \
+        [(e["task"], e["seed"], e["length"], e["first_index"]) for e in new.episodes]
+    for i in (0, 17, 47):
+        a, b = old[i], new[i]
+        np.testing.assert_array_equal(a["rgb"], b["rgb"])
+        np.testing.assert_array_equal(a["depth"], b["depth"])
+        assert a["instruction"] == b["instruction"] and a["task"] == b["task"]
+    for key in ("action", "state"):
+        np.testing.assert_allclose(old.stats[key]["q99"], new.stats[key]["q99"])

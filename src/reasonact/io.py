@@ -81,10 +81,14 @@ def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
 
 
+def quantize_depth(depth_m: np.ndarray) -> np.ndarray:
+    """Metres (float) -> uint16 in DEPTH_SCALE units, clipped at 6.5535 m."""
+    return np.clip(np.round(np.asarray(depth_m) / DEPTH_SCALE), 0, 65535).astype(np.uint16)
+
+
 def encode_depth(depth_m: np.ndarray) -> bytes:
     """Metres (float) -> 16-bit PNG in DEPTH_SCALE units, clipped at 6.5535 m."""
-    q = np.clip(np.round(np.asarray(depth_m) / DEPTH_SCALE), 0, 65535).astype(np.uint16)
-    return encode_png(q)
+    return encode_png(quantize_depth(depth_m))
 
 
 def decode_depth(data: bytes) -> np.ndarray:

@@ -20,16 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import encode_depth, encode_png, write_json_atomic
+from ..io import encode_png, quantize_depth, write_json_atomic
 from .format import (
     CODEBASE_VERSION,
     EXPERTS,
+    LEGACY_VERSION,
     DatasetError,
     append_failure,
     camera_columns,
     check_settings,
     existing_episodes,
     finalize,
+    is_legacy,
     read_failures,
     write_episode,
 )
@@ -106,7 +108,7 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
             cols[image].append(encode_png(obs["images"][view]))
             cols[intrinsics].append(obs["cameras"][view][0].reshape(-1))
             cols[extrinsics].append(obs["cameras"][view][1].reshape(-1))
-        cols["observation.depth"].append(encode_depth(obs["depth"]))
+        cols["observation.depth"].append(quantize_depth(obs["depth"]))
         cols["observation.state"].append(obs["state"])
         cols["observation.ee_pos"].append(obs["ee_pos"])
         cols["observation.privileged"].append(obs["privileged"]["full_state"])
@@ -139,9 +141,9 @@ def _open(root: Path, settings: dict, task_list: list[str]) -> list[str]:
     if info is None:
         info = {"codebase_version": CODEBASE_VERSION, **settings, "cameras": settings["camera"].split(","),
                 "complete": False, "tasks": []}
-    elif "cameras" not in info:
-        raise DatasetError(f"{root} was written before datasets named their camera views and cannot be extended; "
-                           "collect into a new --out")
+    elif is_legacy(info):
+        raise DatasetError(f"{root} is in reasonact's earlier layout ({LEGACY_VERSION}): it still loads for training "
+                           "and evaluation but cannot be extended; collect into a new --out")
     all_tasks = list(dict.fromkeys(list(info.get("tasks", [])) + task_list))
     info.update(tasks=all_tasks, complete=False)
     write_json_atomic(root / "meta" / "info.json", info)

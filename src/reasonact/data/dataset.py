@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from ..envs.camera import project
-from ..io import decode_depth, decode_png
+from ..io import DEPTH_SCALE, decode_depth, decode_png
 from .format import (
     DatasetError,
     read_episodes,
@@ -30,6 +31,36 @@ def _fixed(table, column: str, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(col.flatten(), dtype=np.float32).reshape((len(col),) + shape)
 
 
+def _image_bytes(column):
+    """An image column's encoded frames: LeRobot's {bytes, path} structs, or (reasonact/v1) plain bytes."""
+    col = column.combine_chunks()
+    return col.field("bytes") if pa.types.is_struct(col.type) else col
+
+
+def _depths(table):
+    """(N, H, W) uint16 (a view of the table's memory), or (reasonact/v1) the column of 16-bit PNGs."""
+    col = table["observation.depth"].combine_chunks()
+    if pa.types.is_binary(col.type):
+        return col
+    values = col.flatten().flatten().to_numpy(zero_copy_only=False)
+    return values.reshape(len(col), len(col[0]), -1) if len(col) else values.reshape(0, 0, 0)
+
+
+def _stats(stats: dict | None, actions: np.ndarray, states: np.ndarray) -> dict:
+    """Statistics under the names the code uses (``action``, ``state``), computed where the dataset lacks
+    them or lacks the quantiles the action tokenizer needs."""
+    from .stats import compute_stats
+
+    stats = dict(stats or {})
+    if "observation.state" in stats:
+        stats["state"] = stats["observation.state"]
+    if "q01" not in stats.get("action", {}):
+        stats["action"] = compute_stats(actions)
+    if "mean" not in stats.get("state", {}):
+        stats["state"] = compute_stats(states)
+    return stats
+
+
 def trace_frame_indices(frame: np.ndarray, last: np.ndarray, n_points: int) -> np.ndarray:
     """(B,) current and last frame -> (B, n_points) frame indices evenly spaced from now to the end."""
     frac = np.linspace(0.0, 1.0, n_points)
@@ -42,14 +73,13 @@ class ReasonactDataset:
     def __init__(self, root: str | Path, *, trace_points: int = 5):
         self.root = Path(root)
         self.info = read_info(self.root)
-        if not self.info.get("complete"):
+        if not self.info.get("complete", "env" not in self.info):  # a dataset LeRobot wrote has no such flag
             raise DatasetError(
                 f"the dataset at {self.root} is incomplete (collection interrupted?); re-run the same "
                 "`reasonact collect` command to finish it"
             )
-        self.stats: dict[str, dict[str, list[float]]] = read_stats(self.root)
-        self.episodes: list[dict] = read_episodes(self.root)
-        self.tasks: list[dict] = read_tasks(self.root)
+        self.episodes: list[dict] = read_episodes(self.root, self.info)
+        self.tasks: list[dict] = read_tasks(self.root, self.info)
         self.task_names = [t["task"] for t in self.tasks]
         self.trace_points = int(trace_points)
         if self.trace_points < 1:
@@ -57,23 +87,37 @@ class ReasonactDataset:
 
         table = read_frames(self.root, self.episodes)
         n = table.num_rows
-        self.resolution = int(self.info["resolution"])
-        self.actions = _fixed(table, "action", (self.info["action_dim"],))
-        self.states = _fixed(table, "observation.state", (self.info["state_dim"],))
-        self.ee_pos = _fixed(table, "observation.ee_pos", (3,))
+        missing = [c for c in ("action", "observation.state", "episode_index", "frame_index", "task_index", "index")
+                   if c not in table.column_names]
+        if missing:
+            raise DatasetError(f"{self.root} has no {', '.join(missing)} column(s); reasonact reads the action, "
+                               "the observation.state and LeRobot's index columns")
         columns = view_columns(self.info)
         self.views: list[str] = list(columns)  # the first holds the trace
-        self.cameras = {v: (_fixed(table, K, (3, 3)), _fixed(table, E, (4, 4))) for v, (_, K, E) in columns.items()}
-        self.intrinsics, self.extrinsics = self.cameras[self.views[0]]
+        if not self.views:
+            raise DatasetError(f"{self.root} holds no camera images (no feature of dtype image)")
+        self.resolution = self._resolution(columns)
+        self.info.setdefault("camera", ",".join(self.views))
+        self.info.setdefault("env", "lerobot")  # written by LeRobot: no simulator reasonact knows
+        self.actions = _fixed(table, "action", (-1,))
+        self.states = _fixed(table, "observation.state", (-1,))
+        self.info.setdefault("action_dim", self.actions.shape[1])
+        self.info.setdefault("state_dim", self.states.shape[1])
+        has = lambda c: c in table.column_names  # noqa: E731
+        self.cameras = {v: (_fixed(table, K, (3, 3)), _fixed(table, E, (4, 4)))
+                        for v, (_, K, E) in columns.items() if has(K) and has(E)}
+        self.intrinsics, self.extrinsics = self.cameras.get(self.views[0], (None, None))
+        self.ee_pos = _fixed(table, "observation.ee_pos", (3,)) if has("observation.ee_pos") else None
         # World positions of the task's objects (object, goal; ``observation.points``), where collected.
-        self.points_world = (_fixed(table, "observation.points", (-1, 3))
-                             if "observation.points" in table.column_names else None)
-        self.privileged = _fixed(table, "observation.privileged", (-1,)) if n else np.zeros((0, 0), np.float32)
+        self.points_world = _fixed(table, "observation.points", (-1, 3)) if has("observation.points") else None
+        self.privileged = (_fixed(table, "observation.privileged", (-1,)) if n and has("observation.privileged")
+                           else np.zeros((n, 0), np.float32))
         self.episode_index = table["episode_index"].to_numpy()
         self.frame_index = table["frame_index"].to_numpy()
         self.task_index = table["task_index"].to_numpy()
-        self._images = {v: table[image].combine_chunks() for v, (image, _, _) in columns.items()}
-        self._depths = table["observation.depth"].combine_chunks()
+        self._images = {v: _image_bytes(table[image]) for v, (image, _, _) in columns.items()}
+        self._depths = _depths(table) if has("observation.depth") else None
+        self.stats = _stats(read_stats(self.root), self.actions, self.states)
 
         # Per-frame episode bounds [start, end) in global frame indices.
         row_of_episode = {e["episode_index"]: i for i, e in enumerate(self.episodes)}
@@ -87,13 +131,24 @@ class ReasonactDataset:
         # trace, so they are trained with the trace given, never asked to predict it.
         path_episode = np.array([e["expert"] == "path" for e in self.episodes], bool)
         self.path_frames = path_episode[rows] if n else np.zeros(0, bool)
-        self.traces = self._compute_traces()
-        self.points = None if self.points_world is None else self._project(self.points_world)  # (N, K, 2)
+        # Traces need where the hand is and the first view's camera; a dataset without them trains actions only.
+        located = self.ee_pos is not None and self.intrinsics is not None
+        self.traces = self._compute_traces() if located else None
+        self.points = None if self.points_world is None or not located else self._project(self.points_world)
         self._rationales: list[str | None] | None = None
         try:
             self._rationales = read_rationales(self.root, n)
         except DatasetError:  # incomplete annotation: ``rationales()`` says so when they are needed
             pass
+
+    def _resolution(self, columns: dict) -> int:
+        if "resolution" in self.info:
+            return int(self.info["resolution"])
+        shape = self.info["features"][columns[self.views[0]][0]]["shape"]  # (height, width, channels)
+        if shape[0] != shape[1]:
+            raise DatasetError(f"{self.root}'s images are {shape[1]}x{shape[0]}; reasonact trains on square images "
+                               "(crop or pad them to a square)")
+        return int(shape[0])
 
     # -- access ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -106,18 +161,16 @@ class ReasonactDataset:
         i = int(i) % n
         task = self.tasks[int(self.task_index[i])]
         images = {v: self.image(i, v) for v in self.views}
+        located = {"ee_pos": self.ee_pos, "camera_intrinsics": self.intrinsics, "camera_extrinsics": self.extrinsics,
+                   "trace": self.traces, "points": self.points}
         return {
             "rgb": images[self.views[0]],
             "images": images,
             "cameras": {v: (K[i], E[i]) for v, (K, E) in self.cameras.items()},
-            **({"points": self.points[i]} if self.points is not None else {}),
-            "depth": self.depth(i),
+            **({"depth": self.depth(i)} if self._depths is not None else {}),
             "state": self.states[i],
             "action": self.actions[i],
-            "ee_pos": self.ee_pos[i],
-            "camera_intrinsics": self.intrinsics[i],
-            "camera_extrinsics": self.extrinsics[i],
-            "trace": self.traces[i],
+            **{k: v[i] for k, v in located.items() if v is not None},
             "instruction": task["instruction"],
             "task": task["task"],
             "task_index": int(self.task_index[i]),
@@ -134,7 +187,12 @@ class ReasonactDataset:
         return decode_png(self._images[view or self.views[0]][i].as_py())
 
     def depth(self, i: int) -> np.ndarray:
-        return decode_depth(self._depths[i].as_py())
+        """Frame ``i``'s depth of the first view, (H, W) float32 metres."""
+        if self._depths is None:
+            raise DatasetError(f"{self.root} records no depth (observation.depth)")
+        if isinstance(self._depths, np.ndarray):
+            return self._depths[i].astype(np.float32) * np.float32(DEPTH_SCALE)
+        return decode_depth(self._depths[i].as_py())  # reasonact/v1: 16-bit PNG
 
     def episode_frames(self, episode: int) -> range:
         """Global frame indices of an episode (by its position in ``self.episodes``)."""

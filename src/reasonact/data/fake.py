@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..envs.camera import intrinsics_from_fovy, project
-from ..io import encode_depth, encode_png, write_json_atomic
+from ..io import encode_png, quantize_depth, write_json_atomic
 from .format import CODEBASE_VERSION, camera_columns, finalize, write_episode
 
 CAMERA_HEIGHT = 1.0  # metres above the table, looking straight down at (0, 0.6, 0)
@@ -57,7 +57,7 @@ def fake_episode(seed: int, task: str, resolution: int, length: int) -> dict:
         action = np.concatenate([np.clip((goal - ee) / (SPEED * 4), -1, 1), [grip]]).astype(np.float32)
         depth = np.full((resolution, resolution), CAMERA_HEIGHT, np.float32)
         cols[image].append(encode_png(img))
-        cols["observation.depth"].append(encode_depth(depth))
+        cols["observation.depth"].append(quantize_depth(depth))
         cols["observation.state"].append(np.concatenate([ee, [grip], goal]))
         cols["observation.ee_pos"].append(ee)
         cols[intrinsics].append(K.reshape(-1))

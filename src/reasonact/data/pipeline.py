@@ -32,6 +32,19 @@ def frames_tensor(ds: ReasonactDataset, size: int, indices: np.ndarray | None = 
     return out
 
 
+def row_weights(ds: ReasonactDataset, indices: np.ndarray, task_weights: dict[str, float]) -> torch.Tensor:
+    """Per-frame sampling weights from per-task ones (tasks not named weigh 1)."""
+    unknown = sorted(set(task_weights) - set(ds.task_names))
+    if unknown:
+        raise DatasetError(f"--task-weights names {', '.join(unknown)}, which {ds.root} does not hold; its tasks: "
+                           f"{', '.join(ds.task_names)}")
+    per_task = np.array([float(task_weights.get(t, 1.0)) for t in ds.task_names])
+    w = torch.from_numpy(per_task[ds.task_index[indices]])
+    if not w.sum() > 0:
+        raise DatasetError("--task-weights gives every training frame weight 0; give some task a positive weight")
+    return w
+
+
 class BatchSource:
     """Draws training batches for a set of frame indices of a dataset."""
 
@@ -54,6 +67,7 @@ class BatchSource:
         paraphrase_prob: float = 0.5,
         steer_prob: float = 0.0,
         points: bool = False,
+        task_weights: dict[str, float] | None = None,
         progress: bool = True,
     ):
         self.device = torch.device(device)
@@ -70,7 +84,12 @@ class BatchSource:
         chunks = ds.action_chunks(self.indices, horizon)  # (n, H, D)
         act = tok.action.encode(chunks).reshape(len(self.indices), -1) + tok.vocab.offset("action")
         self.actions = torch.from_numpy(act).to(dev)
-        self.traces = torch.from_numpy(ds.traces[self.indices]).float().to(dev)  # (n, P, 2) dataset pixels
+        if ds.traces is None and any(b in blocks for b in ("trace", "points")):
+            raise DatasetError(f"{ds.root} records no end-effector position and camera matrices "
+                               "(observation.ee_pos, observation.camera_intrinsics/extrinsics.<view>), which the "
+                               "trace is drawn from; train it with --reasoning act")
+        traces = np.zeros((len(self.indices), ds.trace_points, 2), np.float32) if ds.traces is None else ds.traces[self.indices]
+        self.traces = torch.from_numpy(traces).float().to(dev)  # (n, P, 2) dataset pixels
         self.points = None
         if points or "points" in blocks:
             if ds.points is None:
@@ -83,6 +102,7 @@ class BatchSource:
             raise ValueError("random-path frames are trained only with the trace given; pass steer_prob > 0 "
                              "or leave them out of the indices")
         self.task = torch.from_numpy(ds.task_index[self.indices]).long().to(dev)
+        self.weights = row_weights(ds, self.indices, task_weights) if task_weights else None
         # Instruction phrasings per task: the canonical one first, then the seen paraphrases.
         phrasings = [[t["instruction"], *t["paraphrases"]] for t in ds.tasks]
         width = max(len(p) for p in phrasings)
@@ -106,7 +126,10 @@ class BatchSource:
         return len(self.indices)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        pick = torch.randint(0, len(self), (batch_size,), generator=generator)
+        if self.weights is None:
+            pick = torch.randint(0, len(self), (batch_size,), generator=generator)
+        else:
+            pick = torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
         return self.batch(pick.to(self.device), generator)
 
     def batch(self, rows: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
