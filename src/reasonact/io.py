@@ -86,12 +86,8 @@ def quantize_depth(depth_m: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(depth_m) / DEPTH_SCALE), 0, 65535).astype(np.uint16)
 
 
-def encode_depth(depth_m: np.ndarray) -> bytes:
-    """Metres (float) -> 16-bit PNG in DEPTH_SCALE units, clipped at 6.5535 m."""
-    return encode_png(quantize_depth(depth_m))
-
-
 def decode_depth(data: bytes) -> np.ndarray:
+    """A 16-bit PNG in DEPTH_SCALE units (datasets of the reasonact/v1 layout) -> metres."""
     return decode_png(data).astype(np.float32) * np.float32(DEPTH_SCALE)
 
 
