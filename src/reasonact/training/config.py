@@ -126,9 +126,8 @@ class TrainConfig:
         """Settings saved in a run's config.json (runs written before a field existed take its default)."""
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        for key in ("model_overrides", "task_weights"):
-            if d.get(key) is None:
-                d.pop(key, None)
+        if d.get("model_overrides") is None:
+            d.pop("model_overrides", None)
         return cls(**d)
 
 
