@@ -131,6 +131,19 @@ def test_resume_and_extension_keep_earlier_episodes_byte_identical(tmp_path):
     assert len(set(seeds)) == 3
 
 
+def test_task_episodes_gives_named_tasks_their_own_count(tmp_path):
+    out = tmp_path / "ds"
+    s = collect(out, suite="mt10", tasks="reach-v3,drawer-close-v3", episodes_per_task=1,
+                task_episodes={"drawer-close-v3": 2}, resolution=32, workers=1, progress=False)
+    assert s.episodes == {"reach-v3": 1, "drawer-close-v3": 2} and s.new_episodes == 3
+    tasks = [e["task"] for e in load_dataset(out).episodes]
+    assert sorted(tasks) == ["drawer-close-v3", "drawer-close-v3", "reach-v3"]
+    with pytest.raises(ValueError, match="not among the tasks collected"):
+        collect(out, suite="mt10", tasks="reach-v3", episodes_per_task=1, task_episodes={"push-v3": 3}, resolution=32)
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        collect(out, suite="mt10", tasks="reach-v3", episodes_per_task=1, task_episodes={"reach-v3": 0}, resolution=32)
+
+
 def test_a_crash_loses_only_the_episode_in_flight(tmp_path, monkeypatch):
     out = tmp_path / "ds"
     real = collect_mod.run_expert_episode

@@ -453,3 +453,17 @@ def test_a_dataset_of_the_earlier_layout_loads_as_the_same_data(tmp_path):
         assert a["instruction"] == b["instruction"] and a["task"] == b["task"]
     for key in ("action", "state"):
         np.testing.assert_allclose(old.stats[key]["q99"], new.stats[key]["q99"])
+
+
+def test_compile_is_skipped_with_a_message_where_no_cpp_compiler_is_found(monkeypatch, capsys):
+    import shutil
+
+    from reasonact.training.setup import can_compile
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert not can_compile(torch.device("cpu"))
+    assert "no C++ compiler" in capsys.readouterr().out
+    assert can_compile(torch.device("cuda"))  # GPU kernels are generated without a host C++ compiler
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}" if name == "g++" else None)
+    assert can_compile(torch.device("cpu"))

@@ -76,6 +76,8 @@ def _add_collect(sub) -> None:
     p.add_argument("--suite", default="mt10", help="mt10, mt50, or a single task such as reach-v3")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks (default: all of them)")
     p.add_argument("--episodes-per-task", type=int, default=50, help="successful episodes per task")
+    p.add_argument("--task-episodes", type=json.loads, default=None,
+                   help='JSON map giving named tasks their own count instead, e.g. \'{"push-v3": 200}\'')
     p.add_argument("--resolution", type=int, default=128, help="square image size in pixels")
     p.add_argument("--cameras", "--camera", dest="camera", default="corner2",
                    help="camera view(s), comma-separated, the trace's third-person view first: e.g. zoom (corner2 "
@@ -97,7 +99,8 @@ def _add_collect(sub) -> None:
 
         print(collect(a.out, suite=a.suite, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
                       resolution=a.resolution, camera=a.camera, state_mode=a.state_mode,
-                      workers=a.workers, seed=a.seed, expert=a.expert, start_jitter=a.start_jitter))
+                      workers=a.workers, seed=a.seed, expert=a.expert, start_jitter=a.start_jitter,
+                      task_episodes=a.task_episodes))
 
     p.set_defaults(func=run)
 

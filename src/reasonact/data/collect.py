@@ -150,11 +150,18 @@ def _open(root: Path, settings: dict, task_list: list[str]) -> list[str]:
     return all_tasks
 
 
-def _check_counts(expert: str, episodes_per_task, seed, start_jitter) -> None:
+def _check_counts(expert: str, episodes_per_task, task_episodes: dict, task_list: list[str], seed,
+                  start_jitter) -> None:
     if expert not in EXPERTS:
         raise ValueError(f"unknown expert {expert!r}; choose from {', '.join(EXPERTS)}")
     if not isinstance(episodes_per_task, int) or episodes_per_task < 1:
         raise ValueError(f"episodes_per_task must be a positive integer, got {episodes_per_task!r}")
+    for task, n in task_episodes.items():
+        if task not in task_list:
+            raise ValueError(f"task_episodes names {task!r}, which is not among the tasks collected "
+                             f"({', '.join(task_list)})")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"task_episodes[{task!r}] must be a positive integer, got {n!r}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not 0.0 <= float(start_jitter) <= MAX_START_JITTER:
@@ -174,18 +181,22 @@ def collect(
     seed: int = 0,
     expert: str = "task",
     start_jitter: float = 0.0,
+    task_episodes: dict[str, int] | None = None,
     progress: bool = True,
 ) -> CollectSummary:
     """Collect (or resume, or extend) a dataset of successful episodes: ``episodes_per_task`` of the
     given ``expert`` per task -- ``"task"``: the task's scripted expert; ``"path"``: random paths through
     the task's scene (:mod:`reasonact.envs.paths`), which teach steering. ``start_jitter`` (metres) starts
     each episode's hand at a random offset from the task's home position, so that where the hand is says
-    nothing about where the object is."""
+    nothing about where the object is. ``task_episodes`` gives named tasks their own count instead of
+    ``episodes_per_task`` (e.g. ``{"push-v3": 200}``: more layouts for a hard task)."""
     from ..envs.metaworld import parse_cameras, resolve_tasks, validate_render_args
 
     task_list = resolve_tasks(suite, tasks)
     validate_render_args(resolution, camera, state_mode)
-    _check_counts(expert, episodes_per_task, seed, start_jitter)
+    task_episodes = dict(task_episodes or {})
+    _check_counts(expert, episodes_per_task, task_episodes, task_list, seed, start_jitter)
+    wanted = {t: task_episodes.get(t, episodes_per_task) for t in task_list}
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -216,8 +227,8 @@ def collect(
 
     streams = {t: seed_stream(t) for t in task_list}
     # A task this expert already failed too often on (an earlier run gave up on it) is not retried.
-    gave_up = [t for t in task_list if n_failed[t] >= MAX_FAILURES_PER_TASK and have[t] < episodes_per_task]
-    need = {t: 0 if t in gave_up else max(0, episodes_per_task - have[t]) for t in task_list}
+    gave_up = [t for t in task_list if n_failed[t] >= MAX_FAILURES_PER_TASK and have[t] < wanted[t]]
+    need = {t: 0 if t in gave_up else max(0, wanted[t] - have[t]) for t in task_list}
     jobs = [(t, next(streams[t])) for t in task_list for _ in range(need[t])]
     total_needed = sum(need.values())
     next_episode = (existing[-1]["episode_index"] + 1) if existing else 0

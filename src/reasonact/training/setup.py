@@ -88,6 +88,19 @@ def peak_flops(device: torch.device, model=None, tokens: int = 0, bf16: bool = F
     return matmul_rate(model_matmul_shapes(m.d_model, m.mlp_hidden, tokens), torch.bfloat16 if bf16 else torch.float32)
 
 
+def can_compile(device: torch.device, say: bool = True) -> bool:
+    """``torch.compile`` on a CPU generates C++: without a compiler the run trains uncompiled (and says so)
+    instead of failing at its first step."""
+    import shutil
+
+    if device.type != "cpu" or any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        return True
+    if say:
+        print("--compile: no C++ compiler found (g++ or $CXX), which torch.compile needs on a CPU; training "
+              "uncompiled (install g++ to compile)")
+    return False
+
+
 def choose_precision(s: "Setup", batch_size: int) -> str:
     """``--precision auto``: bf16 on CUDA; on a CPU, bf16 only where the CPU computes it natively *and* a
     training step measures faster in it than in fp32 (3 forward and backward passes each, weights untouched)."""
@@ -295,7 +308,7 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
         if setup.ema is not None:
             setup.ema.load_state_dict(state["ema"])
         setup.start, setup.prior_seconds = state["step"], state.get("seconds", 0.0)
-    net = torch.compile(model) if cfg.compile else model
+    net = torch.compile(model) if cfg.compile and can_compile(dev, main) else model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     setup.net = net
