@@ -14,8 +14,8 @@ from pathlib import Path
 from .settings import setting
 from .training.config import TRAIN_PRESETS, TrainConfig
 
-QUICKSTART_TRAIN = replace(TRAIN_PRESETS["tiny"], reasoning="act", steps=1400, lr=2e-3, ema=0.999, points_weight=1.0,
-                           compile=True)
+QUICKSTART_TRAIN = replace(TRAIN_PRESETS["tiny"], reasoning="act", steps=1700, lr=2e-3, ema=0.999, points_weight=1.0,
+                           compile=True, task_weights={"push-v3": 2.5})
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ def quickstart(out: str | Path = "demo", *, workers: int | None = None, progress
     print(summary)
     timings["collect_s"] = time.time() - t
 
-    run, tc = out / "run", cfg.train
+    # The defaults name push-v3; a task left out of --tasks is left out of them too.
+    run, tc = out / "run", replace(cfg.train, task_weights={t: w for t, w in cfg.train.task_weights.items() if t in chosen})
     t = stage("2/3 train", f"the {tc.config} model, {tc.decoder} decoder, reasoning {tc.reasoning}, {tc.steps} steps")
     if has_training_state(run):
         train(None, run, resume=True, steps=tc.steps, progress=progress)
