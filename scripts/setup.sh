@@ -11,8 +11,8 @@ TORCH_CPU_VERSION=${TORCH_CPU_VERSION:-2.13.0}
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Debian packages: offscreen rendering (EGL, with OSMesa as the fallback), the headless
-#    browser that the steering console's end-to-end test drives, and a C++ compiler for torch.compile.
+# 1. Debian packages: offscreen rendering (EGL, with OSMesa as the fallback) and the headless
+#    browser that the steering console's end-to-end test drives.
 need_pkgs=()
 have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
 have_lib 'libEGL.so.1 ' || need_pkgs+=(libegl1)
@@ -22,7 +22,6 @@ have_lib 'libEGL_mesa.so.0' || need_pkgs+=(libegl-mesa0)
 have_lib 'libOSMesa.so' || need_pkgs+=(libosmesa6)
 have_lib 'libGL.so.1 ' || need_pkgs+=(libgl1)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
-command -v g++ >/dev/null 2>&1 || need_pkgs+=(g++)  # torch.compile's C++ kernels on a CPU (the demo compiles)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -310,8 +310,10 @@ def test_every_cli_option_has_help_and_train_flags_cover_every_config_field():
     a = parser.parse_args(["train", "--data", "d", "--out", "o", "--trace-points", "7", "--no-augment",
                            "--model-overrides", '{"d_model": 96}'])
     assert a.trace_points == 7 and a.augment is False and a.model_overrides == {"d_model": 96} and a.lr is None
-    q = parser.parse_args(["quickstart", "--steps", "10", "--reasoning", "act"])
-    assert q.steps == 10 and q.reasoning == "act"
+    q = parser.parse_args(["quickstart", "--steps", "10", "--reasoning", "act", "--task-episodes", '{"push-v3": 200}',
+                           "--cameras", "zoom,gripperPOV", "--start-jitter", "0.1", "--task-weights", '{"push-v3": 2}'])
+    assert q.steps == 10 and q.reasoning == "act" and q.task_episodes == {"push-v3": 200}
+    assert q.cameras == "zoom,gripperPOV" and q.start_jitter == 0.1 and q.task_weights == {"push-v3": 2}
     e = parser.parse_args(["eval", "--checkpoint", "c", "--out", "o", "--diffusion-steps", "4"])
     assert e.diffusion_steps == 4
 

@@ -14,22 +14,20 @@ from pathlib import Path
 from .settings import setting
 from .training.config import TRAIN_PRESETS, TrainConfig
 
-QUICKSTART_TRAIN = replace(TRAIN_PRESETS["tiny"], reasoning="act", steps=1700, lr=2e-3, ema=0.999, points_weight=1.0,
-                           compile=True, task_weights={"push-v3": 2.5})
+QUICKSTART_TRAIN = replace(TRAIN_PRESETS["tiny"], reasoning="trace", steps=1000)
 
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    tasks: str = setting("push-v3,drawer-open-v3,drawer-close-v3,window-close-v3", "comma-separated Meta-World tasks",
+    tasks: str = setting("reach-v3,drawer-open-v3,drawer-close-v3,window-close-v3", "comma-separated Meta-World tasks",
                          "quickstart")
-    episodes_per_task: int = setting(20, "expert episodes collected per task", "quickstart")
-    task_episodes: dict = setting({"push-v3": 200}, "episodes for named tasks instead, as JSON: more layouts for "
-                                  "the task whose object the policy must find in the image (tasks not among "
-                                  "--tasks are left out)", "quickstart")
-    cameras: str = setting("zoom,gripperPOV", "camera views, comma-separated (see `reasonact collect --help`)",
-                           "quickstart")
-    start_jitter: float = setting(0.1, "start the hand up to this many metres from home in collected episodes, so "
-                                  "that its position does not give the object away", "quickstart")
+    episodes_per_task: int = setting(30, "expert episodes collected per task", "quickstart")
+    task_episodes: dict = setting({}, "episodes for named tasks instead, as JSON, e.g. '{\"push-v3\": 200}': more "
+                                  "layouts for a task whose object the policy must find in the image", "quickstart")
+    cameras: str = setting("corner2", "camera views, comma-separated, e.g. zoom,gripperPOV (see `reasonact collect "
+                           "--help`)", "quickstart")
+    start_jitter: float = setting(0.0, "start the hand up to this many metres from home in collected episodes, so "
+                                  "that its position does not give the object away (e.g. 0.1)", "quickstart")
     resolution: int = setting(64, "camera image size in pixels", "quickstart")
     eval_episodes: int = setting(10, "held-out layouts evaluated per task", "quickstart")
     train: TrainConfig = field(default=QUICKSTART_TRAIN)  # the training settings (every TrainConfig field)
@@ -64,19 +62,16 @@ def quickstart(out: str | Path = "demo", *, workers: int | None = None, progress
         print(f"\n== {name}: {text}", flush=True)
         return time.time()
 
-    chosen = [t.strip() for t in cfg.tasks.split(",")]
-    task_episodes = {t: n for t, n in cfg.task_episodes.items() if t in chosen}
-    counts = ", ".join(f"{n} of {t}" for t, n in task_episodes.items())
+    counts = ", ".join(f"{n} of {t}" for t, n in cfg.task_episodes.items())
     t = stage("1/3 collect", f"{cfg.episodes_per_task} expert episodes for each of {cfg.tasks}"
               + (f" ({counts})" if counts else "") + f" at {cfg.resolution} px from {cfg.cameras}")
     summary = collect(out / "data", suite="mt10", tasks=cfg.tasks, episodes_per_task=cfg.episodes_per_task,
-                      task_episodes=task_episodes, resolution=cfg.resolution, camera=cfg.cameras,
+                      task_episodes=cfg.task_episodes, resolution=cfg.resolution, camera=cfg.cameras,
                       start_jitter=cfg.start_jitter, workers=workers, seed=cfg.train.seed, progress=progress)
     print(summary)
     timings["collect_s"] = time.time() - t
 
-    # The defaults name push-v3; a task left out of --tasks is left out of them too.
-    run, tc = out / "run", replace(cfg.train, task_weights={t: w for t, w in cfg.train.task_weights.items() if t in chosen})
+    run, tc = out / "run", cfg.train
     t = stage("2/3 train", f"the {tc.config} model, {tc.decoder} decoder, reasoning {tc.reasoning}, {tc.steps} steps")
     if has_training_state(run):
         train(None, run, resume=True, steps=tc.steps, progress=progress)
