@@ -91,12 +91,8 @@ def peak_flops(device: torch.device, model=None, tokens: int = 0, bf16: bool = F
 def can_compile(device: torch.device, say: bool = True) -> bool:
     """``torch.compile`` on a CPU generates C++: without a compiler the run trains uncompiled (and says so)
     instead of failing at its first step."""
-    import logging
     import shutil
 
-    # The loss values logged each step (`float(loss)`) break the graph; returning them as tensors instead
-    # measured slower, so the break stays, and torch's advice about it is not printed into every run's log.
-    logging.getLogger("torch._dynamo.variables.tensor").setLevel(logging.ERROR)
     if device.type != "cpu" or any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
         return True
     if say:
@@ -312,7 +308,14 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
         if setup.ema is not None:
             setup.ema.load_state_dict(state["ema"])
         setup.start, setup.prior_seconds = state["step"], state.get("seconds", 0.0)
-    net = torch.compile(model) if cfg.compile and can_compile(dev, main) else model
+    net = model
+    if cfg.compile and can_compile(dev, main):
+        import logging
+
+        # The loss values logged each step (`float(loss)`) break the graph; returning them as tensors instead
+        # measured slower, so the break stays, and torch's advice about it is not printed into every run's log.
+        logging.getLogger("torch._dynamo.variables.tensor").setLevel(logging.ERROR)
+        net = torch.compile(model)
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     setup.net = net
