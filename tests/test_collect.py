@@ -298,3 +298,45 @@ def test_training_leaves_random_path_frames_out_unless_steering(tiny_dataset, tm
     assert f"leaving out {n} frames of random-path episodes" in capsys.readouterr().out
     reasonact.train(root, tmp_path / "steered", steer_prob=0.5, **kw)
     assert "leaving out" not in capsys.readouterr().out
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_killing_collect_leaves_no_worker_behind(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "reasonact", "collect", "--tasks", "reach-v3,drawer-close-v3",
+                             "--episodes-per-task", "3", "--resolution", "32", "--workers", "2",
+                             "--out", str(tmp_path / "d")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 120, set()
+    while time.time() < deadline and len(workers) < 3:  # two simulator workers and the resource tracker
+        workers = _children(proc.pid)
+        time.sleep(0.2)
+    assert len(workers) >= 2, "collect started no workers"
+    time.sleep(2)  # the workers are busy starting their simulators
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not [p for p in workers if _alive(p)], "workers outlived a killed collect"

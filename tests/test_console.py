@@ -89,3 +89,25 @@ def test_browser_draws_a_trace_steps_and_sees_the_steered_episode(policy):
         assert cleared["given_trace"] is None
         browser.click("#reset")
         browser.wait_for(f"window.consoleState.seed !== {after['seed']} && window.consoleState.step === 0")
+
+
+def test_bad_messages_get_errors_and_the_session_carries_on(policy):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with BackgroundConsole(policy, "reach-v3") as url:
+        ws_url = url.replace("http://", "ws://") + "/ws"
+        with connect(ws_url) as ws:
+            assert json.loads(ws.recv(timeout=60))["step"] == 0
+            bad = ['{"cmd": "trace", "points": [[NaN, NaN], [1, 1]]}', '{"cmd": "trace", "points": [[1, 2, 3]]}',
+                   '{"cmd": "trace", "points": "here"}', '{"cmd": "reset", "seed": "x"}', '{"cmd": "reset", "seed": -4}',
+                   '[1, 2]', 'not json', '{"cmd": "dance"}']
+            for raw in bad:
+                ws.send(raw)
+                reply = json.loads(ws.recv(timeout=60))
+                assert reply["type"] == "error" and reply["error"], (raw, reply)
+            ws.send('{"cmd": "step"}')
+            state = json.loads(ws.recv(timeout=60))
+            assert state["type"] == "state" and state["step"] > 0 and state["drawn"] is None
+        with pytest.raises(InvalidStatus):
+            connect(ws_url, origin="http://evil.example")

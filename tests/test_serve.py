@@ -107,3 +107,94 @@ def test_several_clients_at_once(policy, obs):
     assert not errors and len(results) == 12
     for a in results:
         np.testing.assert_array_equal(a, expected)
+
+
+class GatedPolicy:
+    """The test policy, whose predictions wait until ``gate`` is set (a slow or stuck model)."""
+
+    def __init__(self, policy):
+        self.inner, self.info = policy, policy.info
+        self.gate, self.started = threading.Event(), threading.Event()
+
+    def predict(self, **kwargs):
+        self.started.set()
+        self.gate.wait(60)
+        return self.inner.predict(**kwargs)
+
+
+def test_requests_beyond_the_bounds_are_refused_and_others_are_answered_at_once(policy, obs):
+    import time
+
+    with BackgroundServer(policy) as url, PolicyClient(url) as attacker, PolicyClient(url) as other:
+        cases = [
+            ({**obs, "diffusion_steps": 2**63 - 1}, "'diffusion_steps' must be from 1 to 64"),
+            ({**obs, "diffusion_steps": 0}, "'diffusion_steps' must be from 1 to 64"),
+            ({**obs, "seed": -1}, "'seed' must be from 0"),
+            ({**obs, "state": np.full(7, np.nan, np.float32)}, "NaN or infinity"),
+            ({**obs, "state": np.full(7, np.inf, np.float32)}, "NaN or infinity"),
+            ({**obs, "instruction": "x" * 100_000}, "at most 1000 are accepted"),
+            ({**obs, "rgb": np.zeros((1, 4000, 3), np.uint8)}, "at most 2048 pixels a side"),
+            ({**obs, "trace": np.zeros((5000, 2), np.float32)}, "at most 1000 are accepted"),
+            ({**obs, "images": {"elsewhere": obs["rgb"]}}, "does not read"),
+        ]
+        for msg, expected in cases:
+            with pytest.raises(PolicyServerError) as e:
+                attacker.request(msg)
+            assert expected in str(e.value), (expected, str(e.value))
+        t0 = time.perf_counter()
+        assert other.predict(obs).actions.shape == (8, 4)
+        assert time.perf_counter() - t0 < 1.0
+        assert other.health()["status"] == "ok"
+
+
+def test_a_stuck_prediction_times_out_and_health_says_stuck(policy, obs):
+    slow = GatedPolicy(policy)
+    with BackgroundServer(slow, request_timeout=0.5) as url, PolicyClient(url) as client:
+        health_url = url.replace("ws://", "http://") + "/healthz"
+        with pytest.raises(PolicyServerError, match="did not finish within 0.5 s"):
+            client.predict(obs)
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(health_url, timeout=10)
+        assert e.value.code == 503 and json.loads(e.value.read())["status"] == "stuck"
+        slow.gate.set()
+        # the connection still serves: the late reply is dropped, the next request answered
+        assert client.predict(obs).actions.shape == (8, 4)
+        assert json.loads(urllib.request.urlopen(health_url, timeout=10).read())["status"] == "ok"
+
+
+def test_the_request_of_a_client_that_left_is_dropped_before_it_runs(policy, obs):
+    import time
+
+    from websockets.sync.client import connect
+
+    slow = GatedPolicy(policy)
+    with BackgroundServer(slow) as url:
+        first = PolicyClient(url)
+        first._ws.send(packb({**obs, "type": "predict"}))  # holds the worker until the gate opens
+        assert slow.started.wait(30)
+        with connect(url) as leaver:  # queues a request behind it, then hangs up
+            leaver.recv(timeout=10)  # metadata
+            leaver.send(packb({**obs, "type": "predict"}))
+            time.sleep(0.2)
+        slow.gate.set()
+        assert unpackb(first._ws.recv(timeout=30))["type"] == "prediction"
+        with PolicyClient(url) as after:
+            h = after.health()
+        first.close()
+    assert h["served"] == 1 and h["dropped"] == 1
+
+
+def test_pages_of_other_sites_cannot_open_a_websocket(policy):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with BackgroundServer(policy) as url:
+        with pytest.raises(InvalidStatus) as e:
+            connect(url, origin="http://evil.example")
+        assert e.value.response.status_code == 403 and b"--allow-origin" in e.value.response.body
+        for origin in ("http://localhost:3000", "http://127.0.0.1:8000", None):  # this machine, or a program
+            with connect(url, origin=origin) as ws:
+                assert unpackb(ws.recv(timeout=10))["server"] == "reasonact"
+    with BackgroundServer(policy, allow_origins=("http://lab-pc:3000",)) as url:
+        with connect(url, origin="http://lab-pc:3000") as ws:
+            assert unpackb(ws.recv(timeout=10))["server"] == "reasonact"

@@ -207,11 +207,17 @@ def _add_serve(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8765, help="port to listen on")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
+    p.add_argument("--request-timeout", type=float, default=30.0,
+                   help="seconds a prediction may take before its client gets an error and /healthz says stuck")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="also accept websockets from web pages at ORIGIN, e.g. http://lab-pc:3000 (repeatable; "
+                   "'*' for any); pages from this machine are always accepted, programs send no origin")
 
     def run(a):
         from .serve.server import serve
 
-        serve(a.checkpoint, host=a.host, port=a.port, device=a.device)
+        serve(a.checkpoint, host=a.host, port=a.port, device=a.device, request_timeout=a.request_timeout,
+              allow_origins=tuple(a.allow_origin))
 
     p.set_defaults(func=run)
 
@@ -225,11 +231,14 @@ def _add_console(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="first layout (default: a held-out one)")
     p.add_argument("--execute", type=int, default=None, help="actions run per Step (default: the whole chunk)")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="also accept the console's websocket from pages at ORIGIN (repeatable)")
 
     def run(a):
         from .serve.console import console
 
-        console(a.checkpoint, a.task, host=a.host, port=a.port, device=a.device, seed=a.seed, execute=a.execute)
+        console(a.checkpoint, a.task, host=a.host, port=a.port, device=a.device, seed=a.seed, execute=a.execute,
+                allow_origins=tuple(a.allow_origin))
 
     p.set_defaults(func=run)
 

@@ -69,6 +69,9 @@ _WORKER_ENV = None
 
 
 def _worker_init() -> None:
+    from ..workers import die_with_parent
+
+    die_with_parent()
     os.environ.setdefault("MUJOCO_GL", "egl")
 
 

@@ -37,6 +37,9 @@ def _pack(obs: dict) -> dict:
 
 
 def _worker(conn, env_factory: Callable, env_kwargs: dict) -> None:
+    from ..workers import die_with_parent
+
+    die_with_parent()
     os.environ.setdefault("MUJOCO_GL", "egl")
     env, task = None, None
     while True:

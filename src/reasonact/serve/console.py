@@ -21,7 +21,7 @@ import numpy as np
 from ..evaluation.rollout import EVAL_SEED_BASE, held_out_seeds
 from ..io import encode_png
 from ..steering import PathTracker
-from .runner import Background, run_until_interrupted
+from .runner import Background, forbidden_origin, run_until_interrupted
 
 STATIC = Path(__file__).parent / "static"
 CONSOLE_SEED_BASE = EVAL_SEED_BASE + 500_000
@@ -65,7 +65,9 @@ class ConsoleSession:
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
-        self.seed = int(seed) if seed is not None else next(self._seeds)
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
+            raise ValueError(f"'seed' must be an integer from 0 to 2**31 - 1, got {seed!r}")
+        self.seed = seed if seed is not None else next(self._seeds)
         self.obs = self.env.reset(self.seed)
         self.t, self.success, self.done = 0, False, False
         self.path = [self.obs["ee_pos"]]
@@ -99,9 +101,16 @@ class ConsoleSession:
         self.predict()
 
     def set_trace(self, points) -> None:
-        pts = np.asarray(points, np.float32).reshape(-1, 2)
-        if len(pts) < 2:
-            raise ValueError("draw at least two points")
+        try:
+            pts = np.asarray(points, np.float32)
+        except (TypeError, ValueError):
+            raise ValueError("'points' must be a list of [x, y] pixel pairs") from None
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise ValueError(f"'points' must be a list of [x, y] pixel pairs, got shape {pts.shape}")
+        if not np.isfinite(pts).all():
+            raise ValueError("'points' holds NaN or infinity; send finite pixel coordinates")
+        if len(pts) < 2 or len(pts) > 1000:
+            raise ValueError(f"draw from 2 to 1000 points, got {len(pts)}")
         r = self.policy.info.resolution
         self.drawn = np.clip(pts, 0, r)
         self.tracker = PathTracker.in_image(self.drawn, r)  # the gripper's progress along it
@@ -161,8 +170,9 @@ class ConsoleSession:
 
 
 class ConsoleServer:
-    def __init__(self, policy, task: str, **session_kwargs):
+    def __init__(self, policy, task: str, *, allow_origins: tuple[str, ...] = (), **session_kwargs):
         self.policy, self.task, self.session_kwargs = policy, task, session_kwargs
+        self.allow_origins = tuple(allow_origins)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-sim")
         self.session: ConsoleSession | None = None
         self.clients: set = set()
@@ -183,10 +193,13 @@ class ConsoleServer:
         return await self._call(self.session.message)
 
     async def _run_loop(self) -> None:
-        while self.session.running and not self.session.done:
-            await self._call(self.session.step)
-            await self._broadcast(await self._state())
-            await asyncio.sleep(0.01)
+        try:
+            while self.session.running and not self.session.done:
+                await self._call(self.session.step)
+                await self._broadcast(await self._state())
+                await asyncio.sleep(0.01)
+        except Exception as e:  # stop the run and say why; the session stays usable
+            await self._broadcast({"type": "error", "error": f"the run stopped: {type(e).__name__}: {e}"})
         self.session.running = False
         await self._broadcast(await self._state())
 
@@ -200,6 +213,8 @@ class ConsoleServer:
             async for raw in ws:
                 try:
                     msg = json.loads(raw)
+                    if not isinstance(msg, dict):
+                        raise ValueError('a message is a JSON object such as {"cmd": "step"}')
                     cmd = msg.get("cmd")
                     s = self.session
                     if cmd == "step":
@@ -222,8 +237,10 @@ class ConsoleServer:
                     else:
                         raise ValueError(f"unknown command {cmd!r}")
                     await self._broadcast(await self._state())
-                except (ValueError, TypeError, json.JSONDecodeError) as e:
+                except (ValueError, TypeError) as e:  # the message's fault (JSONDecodeError is a ValueError)
                     await ws.send(json.dumps({"type": "error", "error": str(e)}))
+                except Exception as e:  # ours: report it; the session and the connection carry on
+                    await ws.send(json.dumps({"type": "error", "error": f"internal error: {type(e).__name__}: {e}"}))
         finally:
             self.clients.discard(ws)
 
@@ -233,7 +250,7 @@ class ConsoleServer:
 
         path = request.path.split("?")[0]
         if path == "/ws":
-            return None
+            return forbidden_origin(request, self.allow_origins)
         if path == "/health":
             body = json.dumps({"status": "ok", "task": self.task, "checkpoint": self.policy.info.checkpoint}).encode()
             ctype = "application/json"
@@ -264,12 +281,13 @@ class ConsoleServer:
 
 
 def console(checkpoint, task: str, *, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-            seed: int | None = None, execute: int | None = None) -> None:
+            seed: int | None = None, execute: int | None = None, allow_origins: tuple[str, ...] = ()) -> None:
     from ..envs.metaworld import resolve_tasks
     from ..policy import load_policy
 
     resolve_tasks(task)
-    server = ConsoleServer(load_policy(checkpoint, device), task, seed=seed, execute=execute)
+    server = ConsoleServer(load_policy(checkpoint, device), task, seed=seed, execute=execute,
+                           allow_origins=allow_origins)
     print(f"steering console for {task}: open http://{host}:{port}/ (Ctrl-C stops)")
     run_until_interrupted(server, host, port)
 

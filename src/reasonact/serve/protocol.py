@@ -19,6 +19,13 @@ import numpy as np
 OPENPI_KEYS = {"observation/image": "rgb", "observation/state": "state", "prompt": "instruction"}
 OPENPI_WRIST = "observation/wrist_image"
 
+# Bounds on what one request may ask for, so that no request can hold the server for long (docs/serving.md).
+MAX_DIFFUSION_STEPS = 64  # refinement rounds; a block commits at least one token a round, and 64 covers any block
+MAX_INSTRUCTION_CHARS = 1000
+MAX_IMAGE_SIDE = 2048  # pixels, each side of each image
+MAX_TRACE_POINTS = 1000
+MAX_SEED = 2**63 - 1
+
 
 class RequestError(ValueError):
     pass
@@ -65,6 +72,9 @@ def _image(value: Any, name: str, size: int) -> tuple[np.ndarray, Frame]:
         raise RequestError(f"field {name!r} must be uint8, got {value.dtype}")
     if value.ndim != 3 or value.shape[2] != 3 or min(value.shape[:2]) < 1:
         raise RequestError(f"field {name!r} must be an (H, W, 3) RGB image, got shape {value.shape}")
+    if max(value.shape[:2]) > MAX_IMAGE_SIDE:
+        raise RequestError(f"field {name!r} is {value.shape[1]}x{value.shape[0]} pixels; the server takes images "
+                           f"of at most {MAX_IMAGE_SIDE} pixels a side (the policy reads {size}x{size})")
     return resize_with_pad(value, size)
 
 
@@ -103,13 +113,22 @@ def parse_request(req: Any, info) -> tuple[dict, Frame]:
     state = np.asarray(state)
     if state.dtype.kind not in "fiu":
         raise RequestError(f"field 'state' must hold numbers, got dtype {state.dtype}")
+    if not np.isfinite(state).all():
+        raise RequestError("field 'state' holds NaN or infinity; send finite numbers")
     if not isinstance(req["instruction"], str) or not req["instruction"].strip():
         raise RequestError("field 'instruction' must be a non-empty string")
+    if len(req["instruction"]) > MAX_INSTRUCTION_CHARS:
+        raise RequestError(f"field 'instruction' has {len(req['instruction'])} characters; at most "
+                           f"{MAX_INSTRUCTION_CHARS} are accepted")
     out: dict = {"obs": {"rgb": rgb, "state": state.astype(np.float32)}, "instruction": req["instruction"]}
     if req.get("images") is not None:  # the other camera views, by name
         images = req["images"]
         if not isinstance(images, dict) or not all(isinstance(k, str) for k in images):
             raise RequestError("field 'images' must map view names to (H, W, 3) uint8 arrays")
+        unknown = sorted(set(images) - set(info.views[1:]))
+        if unknown:
+            raise RequestError(f"field 'images' names view(s) {unknown} that the policy does not read; its other "
+                               f"views are {list(info.views[1:]) or 'none'}")
         out["obs"]["images"] = {k: _image(v, f"images/{k}", info.resolution)[0] for k, v in images.items()}
     if "depth" in req and req["depth"] is not None:
         depth = req["depth"]
@@ -121,6 +140,8 @@ def parse_request(req: Any, info) -> tuple[dict, Frame]:
             raise RequestError(f"field 'trace' must be (N, 2) pixel coordinates, got shape {trace.shape}")
         if not np.isfinite(trace).all():
             raise RequestError("field 'trace' holds non-finite values")
+        if len(trace) > MAX_TRACE_POINTS:
+            raise RequestError(f"field 'trace' has {len(trace)} points; at most {MAX_TRACE_POINTS} are accepted")
         out["trace"] = frame.to_policy(trace)
     for key, kinds, what in (("decoder", (str,), "a string"), ("diffusion_steps", (int, np.integer), "an integer"),
                              ("seed", (int, np.integer), "an integer")):
@@ -129,6 +150,11 @@ def parse_request(req: Any, info) -> tuple[dict, Frame]:
             if not isinstance(value, kinds) or isinstance(value, bool):
                 raise RequestError(f"field {key!r} must be {what}")
             out[key] = value if isinstance(value, str) else int(value)
+    if not 1 <= out.get("diffusion_steps", 1) <= MAX_DIFFUSION_STEPS:
+        raise RequestError(f"field 'diffusion_steps' must be from 1 to {MAX_DIFFUSION_STEPS}, got "
+                           f"{out['diffusion_steps']} (the policy's default is {info.default_diffusion_steps})")
+    if not 0 <= out.get("seed", 0) <= MAX_SEED:
+        raise RequestError(f"field 'seed' must be from 0 to 2**63 - 1, got {out['seed']}")
     return out, frame
 
 

@@ -9,6 +9,29 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from urllib.parse import urlsplit
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def forbidden_origin(request, allowed: tuple[str, ...] = ()):
+    """A 403 response for a request sent by a web page of another site, else None. Browsers send ``Origin``
+    with every websocket; programs (openpi's client, ours) send none and pass. Pages from this machine
+    (loopback), from the IP address the request was sent to (the console opened from another machine), or
+    from an origin in ``allowed`` pass; a host *name* other than localhost must be allowed by name, which
+    keeps a page whose name was re-pointed at this machine (DNS rebinding) out."""
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response
+
+    origin = request.headers.get("Origin")
+    if origin is None or origin in allowed or "*" in allowed:
+        return None
+    parts = urlsplit(origin)
+    if parts.hostname in LOOPBACK or (parts.netloc == request.headers.get("Host") and _is_ip(parts.hostname)):
+        return None
+    body = (f"websocket from a page at {origin} refused: only pages from this machine may connect "
+            "(start the server with --allow-origin ORIGIN to allow another)").encode()
+    return Response(403, "Forbidden", Headers({"Content-Type": "text/plain", "Content-Length": str(len(body))}), body)
 
 
 def run_until_interrupted(server, host: str, port: int) -> None:
@@ -16,6 +39,16 @@ def run_until_interrupted(server, host: str, port: int) -> None:
         asyncio.run(server.run(host, port))
     except KeyboardInterrupt:
         pass
+
+
+def _is_ip(host: str | None) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    return True
 
 
 class Background:

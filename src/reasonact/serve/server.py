@@ -6,6 +6,12 @@ is one binary msgpack map, and an error comes back as a text frame naming the pr
 raises it); the connection then stays open. One asyncio loop serves many clients; predictions run one at
 a time on a worker thread, so health checks stay answered while the model works. ``GET /healthz`` (and
 ``/health``) answers plain HTTP on the same port.
+
+Bounds: every request is checked against the limits in ``protocol`` (rounds, instruction length, image
+size, finite numbers); a prediction that outlasts ``request_timeout`` seconds is answered with an error and
+``/healthz`` reports the worker as stuck (HTTP 503); a request whose client has gone is dropped before it
+runs; a websocket opened by a web page is refused unless the page comes from this machine (loopback) or
+from an origin given with ``allow_origins``.
 """
 
 from __future__ import annotations
@@ -18,10 +24,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .codec import CodecError, packb, unpackb
 from .protocol import Frame, RequestError, parse_request, prediction_reply
-from .runner import Background, run_until_interrupted
+from .runner import Background, forbidden_origin, run_until_interrupted
 
 DEFAULT_PORT = 8765
 MAX_PAYLOAD = 8 * 2**20  # bytes; a 1024x1024 RGB image with depth fits
+REQUEST_TIMEOUT = 30.0  # seconds a prediction may take before its client gets an error
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its request ran."""
 
 
 def policy_info(policy) -> dict:
@@ -29,16 +40,36 @@ def policy_info(policy) -> dict:
 
 
 class PolicyServer:
-    def __init__(self, policy, *, max_payload: int = MAX_PAYLOAD):
+    def __init__(self, policy, *, max_payload: int = MAX_PAYLOAD, request_timeout: float = REQUEST_TIMEOUT,
+                 allow_origins: tuple[str, ...] = ()):
         self.policy = policy
         self.max_payload = max_payload
+        self.request_timeout = request_timeout
+        self.allow_origins = tuple(allow_origins)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self.served = 0
+        self.dropped = 0
         self.started = time.time()
+        self._busy_since: float | None = None  # when the prediction now running began
 
     def health(self) -> dict:
-        return {"type": "health", "status": "ok", "served": self.served, "uptime_s": time.time() - self.started,
-                "policy": policy_info(self.policy)}
+        busy = None if self._busy_since is None else time.time() - self._busy_since
+        stuck = busy is not None and busy > self.request_timeout
+        return {"type": "health", "status": "stuck" if stuck else "ok", "busy_s": busy, "served": self.served,
+                "dropped": self.dropped, "uptime_s": time.time() - self.started, "policy": policy_info(self.policy)}
+
+    def _predict(self, ws, kwargs: dict):
+        """On the worker thread: the prediction, unless the client left while the request waited its turn."""
+        from websockets.protocol import State
+
+        if ws.state is not State.OPEN:
+            self.dropped += 1
+            raise ClientGone
+        self._busy_since = time.time()
+        try:
+            return self.policy.predict(**kwargs)
+        finally:
+            self._busy_since = None
 
     def metadata(self) -> dict:
         """Sent once to every client right after the handshake (openpi's clients wait for it)."""
@@ -71,11 +102,18 @@ class PolicyServer:
                     reply = self.health()
                 else:
                     t1 = time.perf_counter()
-                    pred = await loop.run_in_executor(self._executor, lambda: self.policy.predict(**kwargs))
+                    work = loop.run_in_executor(self._executor, self._predict, ws, kwargs)
+                    try:
+                        pred = await asyncio.wait_for(asyncio.shield(work), self.request_timeout)
+                    except TimeoutError:
+                        raise RequestError(f"the prediction did not finish within {self.request_timeout:g} s; "
+                                           "the server is overloaded or stuck (see /healthz)") from None
                     t2 = time.perf_counter()
                     reply = prediction_reply(pred, req.get("id"), frame)
                     reply["server_timing"] = {"decode_ms": (t1 - t0) * 1000, "predict_ms": (t2 - t1) * 1000}
                     self.served += 1
+            except ClientGone:
+                return
             except (RequestError, CodecError, ValueError) as e:
                 await ws.send(f"error: {e}")  # a text frame: openpi's client raises it
                 continue
@@ -90,9 +128,12 @@ class PolicyServer:
         from websockets.http11 import Response
 
         if request.path.split("?")[0] in ("/healthz", "/health"):
-            body = json.dumps(self.health()).encode()
-            return Response(200, "OK", Headers({"Content-Type": "application/json", "Content-Length": str(len(body))}), body)
-        return None
+            health = self.health()
+            body = json.dumps(health).encode()
+            code, reason = (200, "OK") if health["status"] == "ok" else (503, "Service Unavailable")
+            return Response(code, reason, Headers({"Content-Type": "application/json", "Content-Length": str(len(body))}),
+                            body)
+        return forbidden_origin(request, self.allow_origins)
 
     async def run(self, host: str, port: int, ready: threading.Event | None = None, stop: asyncio.Event | None = None):
         from websockets.asyncio.server import serve as ws_serve
@@ -106,10 +147,12 @@ class PolicyServer:
 
 
 def serve(checkpoint, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, device: str | None = None,
-          max_payload: int = MAX_PAYLOAD) -> None:
+          max_payload: int = MAX_PAYLOAD, request_timeout: float = REQUEST_TIMEOUT,
+          allow_origins: tuple[str, ...] = ()) -> None:
     from ..policy import load_policy
 
-    server = PolicyServer(load_policy(checkpoint, device), max_payload=max_payload)
+    server = PolicyServer(load_policy(checkpoint, device), max_payload=max_payload, request_timeout=request_timeout,
+                          allow_origins=allow_origins)
     print(f"serving {checkpoint} on ws://{host}:{port} (health: http://{host}:{port}/healthz); Ctrl-C stops")
     run_until_interrupted(server, host, port)
 
