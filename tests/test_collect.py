@@ -168,6 +168,13 @@ def test_a_crash_loses_only_the_episode_in_flight(tmp_path, monkeypatch):
     final = _digests(out)
     assert all(final[k] == v for k, v in saved.items()) and len(final) == 4
     assert len(load_dataset(out).episodes) == 4
+    last = out / sorted(final)[-1]  # a damaged episode file: named, with the way out
+    last.write_bytes(last.read_bytes()[:100])
+    with pytest.raises(DatasetError, match="is damaged.*delete it"):
+        collect(out, suite="reach-v3", episodes_per_task=4, resolution=32, workers=1, progress=False)
+    last.unlink()
+    assert collect(out, suite="reach-v3", episodes_per_task=4, resolution=32, workers=1, progress=False).new_episodes == 1
+    assert len(load_dataset(out).episodes) == 4
 
 
 def test_a_task_the_expert_keeps_failing_is_given_up_and_not_retried(tmp_path, monkeypatch):

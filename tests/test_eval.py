@@ -86,6 +86,39 @@ def test_a_dead_worker_and_untrained_tasks_are_said_plainly(debug_run, tmp_path,
     assert "No prediction was made" in md and "Not trained on" in md
 
 
+def test_a_killed_evaluation_resumes_from_the_episodes_it_finished(debug_run, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    ev = importlib.import_module("reasonact.evaluation.evaluate")  # the module (the package exports the function)
+
+    args = dict(suite="reach-v3", episodes_per_task=3, workers=1, max_steps=8, progress=False)
+    whole = reasonact.evaluate(debug_run, tmp_path / "whole", **args)
+    real_add, added = ev.PartialResults.add, []
+
+    def add_then_die(self, episode):  # killed right after the second episode is written
+        real_add(self, episode)
+        added.append(episode.seed)
+        if len(added) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev.PartialResults, "add", add_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        reasonact.evaluate(debug_run, tmp_path / "part", **args)
+    monkeypatch.undo()
+    partial = tmp_path / "part" / ev.PARTIAL
+    assert len(partial.read_text().splitlines()) == 3 and not (tmp_path / "part" / "report.json").exists()
+    with open(partial, "a") as f:
+        f.write('{"task": "reach-v3", "se')  # and the kill cut a third line short
+    capsys.readouterr()
+    r = reasonact.evaluate(debug_run, tmp_path / "part", **args)
+    assert "2 of 3 episodes are done" in capsys.readouterr().out
+    assert [(e["task"], e["seed"], e["success"], e["steps"]) for e in r["episodes"]] == \
+        [(e["task"], e["seed"], e["success"], e["steps"]) for e in whole["episodes"]]
+    assert not partial.exists()
+    reasonact.evaluate(debug_run, tmp_path / "part", **args)  # a finished evaluation runs again in full
+    assert "resuming" not in capsys.readouterr().out
+
+
 def test_eval_bad_input_fails_clearly(debug_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="reasonact train"):
         reasonact.evaluate(tmp_path / "missing", tmp_path / "ev")

@@ -124,9 +124,13 @@ def test_openai_teacher_retries_errors_timeouts_and_unparseable_answers(tmp_path
         assert req["model"] == "fake-vlm" and req["messages"][0]["role"] == "system"
         assert req["messages"][1]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
         n = len(server.requests)
+        # The unparseable answer was not cached: the next run asks that question again (now answered well) ...
         t2 = OpenAITeacher(server.url, "fake-vlm", cache_dir=tmp_path / "cache", timeout=0.5, backoff=0.01)
-        assert t2.rationale(_step()) == r and len(server.requests) == n  # answered from the cache
-        assert t2.stats["cache_hits"] >= 1
+        assert t2.rationale(_step()) == r and len(server.requests) == n + 1
+        # ... and the one after is answered from the cache alone
+        t3 = OpenAITeacher(server.url, "fake-vlm", cache_dir=tmp_path / "cache", timeout=0.5, backoff=0.01)
+        assert t3.rationale(_step()) == r and len(server.requests) == n + 1
+        assert t3.stats["cache_hits"] == 1
     finally:
         server.close()
     always_bad = FakeOpenAI(["garbage"])
@@ -136,6 +140,24 @@ def test_openai_teacher_retries_errors_timeouts_and_unparseable_answers(tmp_path
             t.rationale(_step())
     finally:
         always_bad.close()
+
+
+def test_a_bad_teacher_setting_writes_nothing_and_the_corrected_command_runs(fake_data, tmp_path):
+    import shutil
+
+    from reasonact.reasoning.annotate import annotate
+
+    data = tmp_path / "data"
+    shutil.copytree(fake_data, data)
+    server = FakeOpenAI(["ok"])
+    try:
+        with pytest.raises(ValueError, match="--model"):
+            annotate(data, teacher="openai", endpoint=server.url, every=30, progress=False)
+        assert not (data / "meta" / "rationales.json").exists()
+        summary = annotate(data, teacher="openai", endpoint=server.url, model="fake-vlm", every=30, progress=False)
+    finally:
+        server.close()
+    assert summary.keyframes == 6 and not summary.failures
 
 
 @pytest.mark.sim

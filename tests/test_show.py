@@ -20,7 +20,7 @@ def test_show_writes_a_contact_sheet_and_a_video(tiny_dataset, tmp_path):
     assert iio.get_reader(mp4).count_frames() == len(frames)
     with pytest.raises(ValueError, match=r"\.png"):
         show(tiny_dataset, 0, tmp_path / "x.jpg")
-    with pytest.raises(IndexError, match="out of range"):
+    with pytest.raises(ValueError, match="out of range"):
         show(tiny_dataset, 99, tmp_path / "y.png")
 
 

@@ -89,8 +89,8 @@ def test_a_points_block_is_learnt_and_decoded_onto_the_object(fake_data):
 
 
 def _train(data, out, steps, **kw):
-    return reasonact.train(data, out, config="debug", steps=steps, batch_size=8, log_every=1, save_every=3,
-                           progress=False, **{"precision": "fp32", **kw})
+    return reasonact.train(data, out, config="debug", steps=steps, batch_size=8, log_every=1, progress=False,
+                           **{"precision": "fp32", "save_every": 3, **kw})
 
 
 def test_checkpoint_reloads_to_identical_predictions(fake_data, tmp_path):
@@ -469,3 +469,51 @@ def test_compile_is_skipped_with_a_message_where_no_cpp_compiler_is_found(monkey
     assert can_compile(torch.device("cuda"))  # GPU kernels are generated without a host C++ compiler
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}" if name == "g++" else None)
     assert can_compile(torch.device("cpu"))
+
+
+def test_an_unfinished_run_is_continued_only_from_the_same_data_and_settings(fake_data, tmp_path, monkeypatch):
+    from reasonact import checkpoint
+
+    other = reasonact.fake_dataset(tmp_path / "other", episodes_per_task=2, seed=1)
+    run = tmp_path / "run"
+
+    def killed(*args, **kwargs):  # killed before its first checkpoint
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_training_state", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _train(fake_data, run, 6)
+    monkeypatch.undo()
+    assert (run / "tokenizers").is_dir() and not checkpoint.has_training_state(run)
+    with pytest.raises(FileExistsError, match="other data or settings"):
+        _train(other, run, 6)
+    with pytest.raises(FileExistsError, match="other data or settings"):
+        _train(fake_data, run, 6, lr=2e-3)
+    _train(fake_data, run, 6)  # the same command again: it continues, and its log is written once
+    assert [r["step"] for r in checkpoint.read_metrics(run)] == [1, 2, 3, 4, 5, 6]
+    with open(run / "metrics.jsonl", "a") as f:  # a kill in the middle of writing a line
+        f.write('{"step": 7, "lo')
+    reasonact.train(None, run, resume=True, steps=8, progress=False)
+    assert [r["step"] for r in checkpoint.read_metrics(run)] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert all(json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+    with pytest.raises(FileExistsError, match="unknown build"):  # a directory of something else
+        (tmp_path / "foreign").mkdir()
+        (tmp_path / "foreign" / "config.json").write_text("{}")
+        _train(fake_data, tmp_path / "foreign", 2)
+
+
+def test_a_checkpoint_is_written_every_save_minutes_whatever_the_step(fake_data, tmp_path, monkeypatch):
+    from reasonact import checkpoint
+
+    saved, real = [], checkpoint.save_training_state
+
+    def spy(run, model, opt, step, *args, **kwargs):
+        saved.append(step)
+        real(run, model, opt, step, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_training_state", spy)
+    _train(fake_data, tmp_path / "timed", 4, save_every=1000, save_minutes=1e-6)
+    assert saved == [1, 2, 3, 4]
+    saved.clear()
+    _train(fake_data, tmp_path / "stepped", 4, save_every=1000, save_minutes=0)
+    assert saved == [4]

@@ -35,6 +35,7 @@ STATS = "stats.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 TOKENIZERS = "tokenizers"
+BUILD = "build.json"  # what an unfinished run was being built from: its pieces are reused only for the same
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,12 @@ def load_weights(model, path: str | Path) -> None:
     import torch
     from safetensors.torch import load_file
 
-    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    try:
+        weights = load_file(str(path))
+    except Exception as e:  # safetensors' own error type, OSError, ...: the file, not the code
+        raise ValueError(f"{path} cannot be read as safetensors ({e}): the file is damaged or incomplete; copy it "
+                         "again or re-train") from None
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     # head.weight is tied to the embedding; weights saved before coordinate features existed load with
     # those features off (their projection is set to zero).
     if unexpected or set(missing) - {"head.weight", "coord_emb.proj.weight"}:
@@ -276,6 +282,28 @@ def load_weights(model, path: str | Path) -> None:
 
 def has_training_state(run: str | Path) -> bool:
     return (Path(run) / TRAINING_STATE).exists()
+
+
+RUN_FILES = (CONFIG, STATS, METRICS, SUMMARY, TOKENIZERS, BUILD, WEIGHTS)
+
+
+def claim_run_directory(run: str | Path, build: dict) -> None:
+    """Before a new run writes into ``run``: an empty or new directory is taken; one left by an unfinished run
+    (killed or failed before its first checkpoint) is continued only if it was being built from the same data
+    and settings (its fitted tokenizers are kept, its log restarts); anything else is refused, so that no
+    run silently trains with another dataset's tokenizers or statistics."""
+    run = Path(run)
+    found = [n for n in RUN_FILES if (run / n).exists()]
+    if found:
+        before = read_json(run / BUILD) if (run / BUILD).exists() else None
+        if before != build:
+            what = "other data or settings" if before is not None else "an unknown build"
+            raise FileExistsError(f"{run} holds an unfinished run ({', '.join(found)}) from {what}; delete it or "
+                                  "choose another --out")
+        (run / METRICS).unlink(missing_ok=True)
+        print(f"{run}: continuing an unfinished build of the same run (its tokenizers are kept)")
+    run.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run / BUILD, build)
 
 
 def save_training_state(run: str | Path, model, opt, step: int, seconds: float, ema=None) -> None:
@@ -307,8 +335,17 @@ def append_metrics(run: str | Path, record: dict) -> None:
 
 
 def read_metrics(run: str | Path) -> list[dict]:
+    """The run's log lines; a line cut short by a kill mid-write is skipped (``truncate_metrics`` drops it)."""
     path = Path(run) / METRICS
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [r for r in records if isinstance(r, dict) and "step" in r]
 
 
 def truncate_metrics(run: str | Path, step: int) -> None:

@@ -25,8 +25,25 @@ class _Help(argparse.HelpFormatter):
         return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line: what was wrong, and where the options are listed."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def _parser(sub, name: str, help: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: pass a number from 1 to 65535 (0: any free port)")
+    return port
 
 
 def _option_type(hint):
@@ -205,7 +222,7 @@ def _add_serve(sub) -> None:
     p = _parser(sub, "serve", "serve a policy over a websocket (msgpack + numpy; see docs/serving.md)")
     p.add_argument("--checkpoint", required=True, help="run directory written by `reasonact train`")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8765, help="port to listen on")
+    p.add_argument("--port", type=_port, default=8765, help="port to listen on")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
     p.add_argument("--request-timeout", type=float, default=30.0,
                    help="seconds a prediction may take before its client gets an error and /healthz says stuck")
@@ -227,7 +244,7 @@ def _add_console(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="run directory written by `reasonact train`")
     p.add_argument("--task", required=True, help="a Meta-World task, e.g. reach-v3")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on")
     p.add_argument("--seed", type=int, default=None, help="first layout (default: a held-out one)")
     p.add_argument("--execute", type=int, default=None, help="actions run per Step (default: the whole chunk)")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
@@ -291,9 +308,10 @@ COMMANDS = [_add_collect, _add_show, _add_annotate, _add_train, _add_train_depth
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="reasonact", description="Action Reasoning Models: collect, train, evaluate, serve.")
+    parser = _Parser(prog="reasonact", description="Action Reasoning Models: collect, train, evaluate, serve.")
     parser.add_argument("--version", action="version", version=f"reasonact {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for add in COMMANDS:
         add(sub)
     return parser
@@ -305,12 +323,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is saved (re-run the same command to resume)", file=sys.stderr)
         return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        # the input's fault, said by our own checks; anything else is named by its type
+        ours = isinstance(e, (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, DatasetError))
+        text = " ".join(str(e).split()) if ours else f"{type(e).__name__}: {' '.join(str(e).split())}"
+        print(f"error: {text}" + ("" if ours else " (reasonact --debug ... shows the traceback)"), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -62,9 +62,21 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def content_digest(obj: Any) -> str:
+    """A short digest of a JSON-able object (dict keys sorted): equal content, equal digest."""
+    import hashlib
+
+    text = json.dumps(obj, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file; a damaged one raises ValueError naming the file."""
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not valid JSON ({e}): the file is damaged; restore or re-create it") from None
 
 
 def encode_png(img: np.ndarray, level: int = 1) -> bytes:

@@ -119,3 +119,25 @@ def training_threads() -> int | None:
     if "OMP_NUM_THREADS" in os.environ:
         return None
     return max(1, min(torch.get_num_threads(), int(idle_cores() + 0.5)))
+
+
+def resolve_device(name=None, default: str | None = None):
+    """``--device``: a torch device this machine has (default: ``default``, else cuda when present, else cpu);
+    a name it does not know or a device it lacks raises ValueError saying what to pass instead."""
+    import torch
+
+    if isinstance(name, torch.device):
+        return name
+    if not name:
+        return torch.device(default or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown --device {name!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no CUDA GPU that torch can use; pass --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name}: reasonact runs on cpu or cuda")
+    return dev

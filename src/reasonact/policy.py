@@ -31,7 +31,9 @@ class Policy:
         self.tok = loaded.tokenizers
         self.info: PolicyInfo = self.spec.policy_info(self.run)
         self.config = self.spec.config
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        from .machine import resolve_device
+
+        self.device = resolve_device(device)
         self.transform = ObservationTransform(self.spec, self.tok)
         self.model = ActionReasoningModel(self.config, self.tok.vocab)
         ckpt.load_weights(self.model, loaded.weights)

@@ -205,6 +205,8 @@ def collect(
         raise ValueError(f"workers must be at least 1, got {workers}")
 
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"--out {root} is a file; a dataset is a directory: choose another --out")
     camera = ",".join(parse_cameras(camera))  # normalised: the name the dataset is checked against
     all_tasks = _open(root, {"env": "metaworld", "suite": suite, "resolution": resolution, "camera": camera,
                              "state_mode": state_mode, "seed": seed, "start_jitter": float(start_jitter)}, task_list)

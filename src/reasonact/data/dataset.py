@@ -197,7 +197,8 @@ class ReasonactDataset:
     def episode_frames(self, episode: int) -> range:
         """Global frame indices of an episode (by its position in ``self.episodes``)."""
         if not 0 <= episode < len(self.episodes):
-            raise IndexError(f"episode {episode} out of range; the dataset has {len(self.episodes)} episodes")
+            raise ValueError(f"episode {episode} is out of range: the dataset has {len(self.episodes)} episodes, "
+                             f"numbered 0 to {len(self.episodes) - 1}")
         e = self.episodes[episode]
         return range(e["first_index"], e["first_index"] + e["length"])
 

@@ -239,7 +239,11 @@ def existing_episodes(root: Path) -> list[dict]:
     """Episodes already on disk, read from each file's own metadata (the files are the truth)."""
     episodes = []
     for f in sorted((root / "data").glob("chunk-*/file-*.parquet")):
-        meta = pq.read_metadata(f)
+        try:
+            meta = pq.read_metadata(f)
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise DatasetError(f"episode file {f} is damaged ({e}); delete it and run the same `reasonact collect` "
+                               "again: that episode is collected anew") from None
         kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
         if "reasonact.task" not in kv:
             raise DatasetError(f"{f} has no reasonact metadata; the dataset at {root} is damaged")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -11,6 +13,52 @@ from ..settings import setting
 from .report import build_report, worker_deaths, write_report
 from .rollout import EVAL_SEED_BASE, Episode, held_out_seeds, instruction_picker, rollout
 from .videos import write_videos
+
+PARTIAL = "episodes.partial.jsonl"  # finished episodes of an evaluation in progress: a re-run resumes from them
+
+
+class PartialResults:
+    """Episodes written one JSON line each as they finish. The first line holds the evaluation's settings:
+    a re-run with the same ones takes the finished episodes from the file and runs only the rest; other
+    settings start the file afresh."""
+
+    def __init__(self, path: Path, settings: dict):
+        from ..io import content_digest
+
+        self.path, self.key = path, content_digest(settings)
+        self._done: dict[tuple[str, int], Episode] = {}
+        text = path.read_text() if path.exists() else ""
+        lines = text.splitlines()
+        if lines and _json_line(lines[0]).get("settings") == self.key:
+            for line in lines[1:]:
+                rec = _json_line(line)  # a line cut by a kill reads as {} and is run again
+                if {"task", "seed", "success"} <= set(rec):
+                    self._done[(rec["task"], rec["seed"])] = Episode(
+                        rec["task"], rec["seed"], steps=rec.get("steps", 0), success=rec["success"],
+                        error=rec.get("error"), info={"instruction": rec.get("instruction")})
+            if not text.endswith("\n"):  # a line cut by a kill: end it before appending
+                with open(path, "a") as f:
+                    f.write("\n")
+        else:
+            path.write_text(json.dumps({"settings": self.key}) + "\n")
+
+    def finished(self) -> dict[tuple[str, int], Episode]:
+        return dict(self._done)
+
+    def add(self, ep: Episode) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"task": ep.task, "seed": ep.seed, "success": bool(ep.success), "steps": ep.steps,
+                                "error": ep.error, "instruction": ep.info.get("instruction")}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _json_line(line: str) -> dict:
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+    return rec if isinstance(rec, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -33,7 +81,16 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.episodes_per_task < 1:
-            raise ValueError(f"episodes_per_task must be at least 1, got {self.episodes_per_task}")
+            raise ValueError(f"--episodes-per-task must be at least 1, got {self.episodes_per_task}")
+        for name in ("max_steps", "diffusion_steps", "execute", "workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.video_episodes < 0 or not self.timeout > 0:
+            raise ValueError(f"--video-episodes must be 0 or more and --timeout positive; got {self.video_episodes} "
+                             f"and {self.timeout}")
+        if self.seed_base < 0:
+            raise ValueError(f"--seed-base must be 0 or more, got {self.seed_base}")
         instruction_picker(self.instructions)  # raises on an unknown kind
 
 
@@ -79,14 +136,22 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig 
                                     info={"instruction": phrasing(t, len(episodes))}))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    r = rollout(policy, episodes, diffusion_steps=T, execute=execute, workers=cfg.workers, max_steps=cfg.max_steps,
-                env_factory=env_factory, progress=progress, timeout=cfg.timeout,
-                instruction=lambda ep: ep.info["instruction"])
+    same = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "video", "video_episodes", "timeout")}
+    partial = PartialResults(out / PARTIAL, {"policy": info.to_dict(), "config": same,
+                                              "seeds": [(e.task, e.seed) for e in episodes]})
+    done = partial.finished()
+    if done:
+        print(f"resuming the evaluation in {out}: {len(done)} of {len(episodes)} episodes are done")
+    r = rollout(policy, [e for e in episodes if (e.task, e.seed) not in done], diffusion_steps=T, execute=execute,
+                workers=cfg.workers, max_steps=cfg.max_steps, env_factory=env_factory, progress=progress,
+                timeout=cfg.timeout, instruction=lambda ep: ep.info["instruction"], on_finish=partial.add)
+    r.episodes.extend(done.values())
     settings = {"suite": cfg.suite, "diffusion_steps": T if info.decoder == "diffusion" else None,
                 "episodes_per_task": cfg.episodes_per_task, "execute": execute, "instructions": cfg.instructions,
                 "config": asdict(cfg)}
     report = build_report(r, task_list, info, settings)
     write_report(report, out)
+    partial.path.unlink(missing_ok=True)  # the report holds every episode now
     if cfg.video:
         write_videos(r.episodes, out / "videos", info.resolution)
     died = worker_deaths(report)

@@ -184,11 +184,13 @@ def rollout(
     instruction: Callable | None = None,
     progress: bool = True,
     timeout: float = 300.0,
+    on_finish: Callable | None = None,
 ) -> Rollouts:
     """Run episodes in parallel simulator workers with batched predictions in this process.
 
     ``steer(episode, obs) -> (N, 2) pixels or None`` gives the trace to follow at each prediction;
-    ``instruction(episode) -> str`` replaces the task's instruction.
+    ``instruction(episode) -> str`` replaces the task's instruction; ``on_finish(episode)`` is called as
+    each episode ends (to keep partial results).
     """
     from ..progress import progress_bar
 
@@ -217,6 +219,8 @@ def rollout(
         ep = w.episode
         ep.error = error
         finished.append(ep)
+        if on_finish is not None:
+            on_finish(ep)
         bar.update(1)
         bar.set_postfix(success=f"{np.mean([e.success for e in finished]):.2f}")
 

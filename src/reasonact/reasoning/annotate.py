@@ -74,12 +74,12 @@ def annotate(data: str | Path, *, teacher: str = "privileged", every: int = 1, e
         if {k: old.get(k) for k in settings} != settings:
             raise DatasetError(f"{root} already has rationales from {old}; they are never rewritten. Annotate a copy "
                                "of the dataset to use another teacher or --every.")
-    write_json_atomic(meta, settings)
-    if teacher_obj is None:
+    if teacher_obj is None:  # made before anything is written: a bad teacher setting leaves the dataset as it was
         kwargs = {}
         if teacher == "openai":
             kwargs = dict(endpoint=endpoint, model=model, prompt=prompt, cache_dir=root / "meta" / "rationales" / "cache")
         teacher_obj = make_teacher(teacher, **kwargs)
+    write_json_atomic(meta, settings)
     needs_image = not isinstance(teacher_obj, PrivilegedTeacher)
 
     keys = np.nonzero(ds.frame_index % every == 0)[0]

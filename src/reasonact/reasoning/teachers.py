@@ -2,7 +2,7 @@
 
 ``privileged`` reads the simulator's true state: deterministic, offline, the default.
 ``openai`` asks any OpenAI-compatible chat-completions endpoint (vLLM, Ollama, a hosted API) with the frame
-attached, caches every answer on disk, retries with back-off, and re-asks when an answer does not parse.
+attached, caches every answer that parses on disk, retries with back-off, and re-asks when an answer does not parse.
 """
 
 from __future__ import annotations
@@ -184,20 +184,25 @@ class OpenAITeacher:
         for attempt in range(self.parse_retries + 1):
             key = self._key(messages, attempt)
             cached = self.cache_dir / f"{key}.json" if self.cache_dir else None
-            if cached is not None and cached.exists():
+            hit = cached is not None and cached.exists()
+            if hit:
                 self.stats["cache_hits"] += 1
                 answer = json.loads(cached.read_text())["answer"]
             else:
                 answer = self._post(messages, attempt)
-                if cached is not None:
-                    from ..io import write_json_atomic
-
-                    write_json_atomic(cached, {"model": self.model, "answer": answer})
             try:
-                return parse_rationale(answer)
-            except RationaleParseError as e:
+                rationale = parse_rationale(answer)
+            except RationaleParseError as e:  # not cached (an older cache's entry is dropped): a re-run asks again
                 self.stats["parse_failures"] += 1
                 errors.append(f"{e}: {answer[:120]!r}")
+                if hit:
+                    cached.unlink(missing_ok=True)
+                continue
+            if cached is not None and not hit:
+                from ..io import write_json_atomic
+
+                write_json_atomic(cached, {"model": self.model, "answer": answer})
+            return rationale
         raise RationaleParseError(f"no parseable rationale after {self.parse_retries + 1} answers ({'; '.join(errors)})")
 
 

@@ -288,8 +288,7 @@ def console(checkpoint, task: str, *, host: str = "127.0.0.1", port: int = 8000,
     resolve_tasks(task)
     server = ConsoleServer(load_policy(checkpoint, device), task, seed=seed, execute=execute,
                            allow_origins=allow_origins)
-    print(f"steering console for {task}: open http://{host}:{port}/ (Ctrl-C stops)")
-    run_until_interrupted(server, host, port)
+    run_until_interrupted(server, host, port, f"steering console for {task}: open http://{host}:{{port}}/ (Ctrl-C stops)")
 
 
 class BackgroundConsole(Background):

@@ -34,11 +34,27 @@ def forbidden_origin(request, allowed: tuple[str, ...] = ()):
     return Response(403, "Forbidden", Headers({"Content-Type": "text/plain", "Content-Length": str(len(body))}), body)
 
 
-def run_until_interrupted(server, host: str, port: int) -> None:
+def run_until_interrupted(server, host: str, port: int, banner: str = "") -> None:
+    """Serve in the foreground until Ctrl-C; ``banner`` is printed once the port is open (``{port}``: the
+    port bound). An address that cannot be listened on raises ValueError saying why."""
+    ready, done = threading.Event(), threading.Event()
+
+    def announce() -> None:
+        while not ready.wait(0.1):
+            if done.is_set():
+                return
+        print(banner.format(port=server.port), flush=True)
+
+    if banner:
+        threading.Thread(target=announce, daemon=True).start()
     try:
-        asyncio.run(server.run(host, port))
+        asyncio.run(server.run(host, port, ready))
     except KeyboardInterrupt:
         pass
+    except OSError as e:  # port in use, a host name that does not resolve, an address not on this machine
+        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port or --host") from None
+    finally:
+        done.set()
 
 
 def _is_ip(host: str | None) -> bool:

@@ -153,8 +153,8 @@ def serve(checkpoint, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, devi
 
     server = PolicyServer(load_policy(checkpoint, device), max_payload=max_payload, request_timeout=request_timeout,
                           allow_origins=allow_origins)
-    print(f"serving {checkpoint} on ws://{host}:{port} (health: http://{host}:{port}/healthz); Ctrl-C stops")
-    run_until_interrupted(server, host, port)
+    run_until_interrupted(server, host, port, f"serving {checkpoint} on ws://{host}:{{port}} (health: "
+                          f"http://{host}:{{port}}/healthz); Ctrl-C stops")
 
 
 class BackgroundServer(Background):

@@ -200,7 +200,9 @@ def train_depth_vae(
     from ..progress import progress_bar
 
     ds = data if isinstance(data, ReasonactDataset) else load_dataset(data)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from ..machine import resolve_device
+
+    device = resolve_device(device)
     torch.manual_seed(seed)
     depths, frame_ids = load_depth_frames(ds, input_size, max_frames, seed)
     # Hold out every fifth episode to measure reconstruction on unseen frames.

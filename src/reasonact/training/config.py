@@ -69,6 +69,8 @@ class TrainConfig:
     # -- run ---------------------------------------------------------------------------------------------
     log_every: int = setting(25, "steps between lines of metrics.jsonl", "run")
     save_every: int = setting(500, "steps between checkpoints (resumable with --resume)", "run")
+    save_minutes: float = setting(5.0, "also checkpoint when this many minutes have passed since the last one, so "
+                                  "that a kill loses at most that much (0: by steps only)", "run")
     precision: str = setting("auto", "auto: bf16 on CUDA; on a CPU, bf16 only if the CPU computes it natively and a "
                              "training step measures faster in it (decided once, saved with the run)", "run",
                              choices=("auto", "fp32", "bf16"))
@@ -109,6 +111,8 @@ class TrainConfig:
                 f"got {self.task_weights!r}")
         if not 0 <= self.val_fraction < 1:
             bad(f"--val-fraction is a share of episodes, from 0 to below 1; got {self.val_fraction}")
+        if not self.save_minutes >= 0:
+            bad(f"--save-minutes must be 0 (by steps only) or positive, got {self.save_minutes}")
         if self.precision not in ("auto", "fp32", "bf16"):
             bad(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if min(self.horizon, self.trace_points, self.think_tokens, self.log_every, self.save_every) < 1:

@@ -66,7 +66,7 @@ def loop(s: Setup, show: bool) -> None:
         print(f"this CPU multiplies the model's matrices at {peak / 1e9:.0f} GFLOP/s ({'bf16' if s.bf16 else 'fp32'}, "
               f"{torch.get_num_threads()} threads); metrics.jsonl's mfu is the share of it a training step reaches")
     bar = progress_bar(range(s.start, cfg.steps), desc="train", disable=not show, initial=s.start, total=cfg.steps)
-    t_start = t_last = time.time()
+    t_start = t_last = t_saved = time.time()
     acc: dict[str, float] = {}
     n_acc, record, autocast = 0, None, s.autocast
     model.train()
@@ -102,7 +102,9 @@ def loop(s: Setup, show: bool) -> None:
             if s.main:
                 ckpt.append_metrics(s.run, record)
             acc, n_acc, t_last = {}, 0, time.time()
-        if s.main and (done % cfg.save_every == 0 or done == cfg.steps):
+        overdue = cfg.save_minutes > 0 and time.time() - t_saved >= 60 * cfg.save_minutes
+        if s.main and (done % cfg.save_every == 0 or done == cfg.steps or overdue):
+            t_saved = time.time()
             seconds = s.prior_seconds + time.time() - t_start
             ckpt.save_training_state(s.run, model, s.opt, done, seconds, s.ema)
             ckpt.write_summary(s.run, {"steps": done, "train_seconds": seconds, "device": str(s.device),

@@ -16,7 +16,7 @@ from .. import checkpoint as ckpt
 from ..checkpoint import DataSettings, RunSpec, StateNorm, Tokenizers
 from ..data import DatasetError, ReasonactDataset, load_dataset
 from ..data.pipeline import BatchSource
-from ..io import read_json
+from ..io import content_digest, read_json
 from ..model.arm import ActionReasoningModel
 from ..model.config import SequenceConfig, model_config
 from ..model.layout import training_span
@@ -217,7 +217,9 @@ def _distributed(device: str | None) -> tuple[int, int, torch.device]:
     rank, local_rank, world = (int(os.environ.get(k, d)) for k, d in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")))
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    dev = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
+    from ..machine import resolve_device
+
+    dev = resolve_device(device, f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if dev.type == "cpu" and world == 1:
         _set_threads()
     if dev.type == "cuda":
@@ -273,6 +275,9 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
     rationales = ds.rationales() if "think" in spec.sequence.blocks else None
     if "think" in spec.sequence.blocks and rationales is None:
         raise DatasetError(f"reasoning mode {cfg.reasoning!r} needs rationales; run `reasonact annotate --data {data}`")
+    if main and not resume:
+        ckpt.claim_run_directory(run, {"data": str(Path(data).resolve()), "frames": len(ds),
+                                       "stats": content_digest(ds.stats), "train": content_digest(cfg.to_dict())})
     run.mkdir(parents=True, exist_ok=True)
     if main:
         tok = ckpt.load_tokenizers(run) if resume else fit_tokenizers(ds, run, cfg, spec.sequence, dev, progress)
