@@ -105,7 +105,8 @@ class PolicyServer:
                     work = loop.run_in_executor(self._executor, self._predict, ws, kwargs)
                     try:
                         pred = await asyncio.wait_for(asyncio.shield(work), self.request_timeout)
-                    except TimeoutError:
+                    except TimeoutError:  # the worker finishes it; its result (or error) is dropped then
+                        work.add_done_callback(lambda f: f.cancelled() or f.exception())
                         raise RequestError(f"the prediction did not finish within {self.request_timeout:g} s; "
                                            "the server is overloaded or stuck (see /healthz)") from None
                     t2 = time.perf_counter()
