@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .interface import PolicyInfo
-from .io import atomic_path, read_json, write_json_atomic
+from .io import atomic_path, read_json, read_jsonl, write_json_atomic
 from .model.config import Config, ModelConfig, SequenceConfig
 from .tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
 from .training.config import TrainConfig
@@ -35,7 +35,7 @@ STATS = "stats.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 TOKENIZERS = "tokenizers"
-BUILD = "build.json"  # what an unfinished run was being built from: its pieces are reused only for the same
+BUILD = "build.json"  # what a run is built from: an unfinished run's pieces are reused only for the same build
 
 
 @dataclass(frozen=True)
@@ -336,16 +336,7 @@ def append_metrics(run: str | Path, record: dict) -> None:
 
 def read_metrics(run: str | Path) -> list[dict]:
     """The run's log lines; a line cut short by a kill mid-write is skipped (``truncate_metrics`` drops it)."""
-    path = Path(run) / METRICS
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return [r for r in records if isinstance(r, dict) and "step" in r]
+    return [r for r in read_jsonl(Path(run) / METRICS) if "step" in r]
 
 
 def truncate_metrics(run: str | Path, step: int) -> None:

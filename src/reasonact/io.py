@@ -70,6 +70,23 @@ def content_digest(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The JSON objects of a file written one line at a time ([] when it does not exist). A line cut short by a
+    kill in the middle of a write is skipped: the lines before it stand."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """A JSON file; a damaged one raises ValueError naming the file."""
     with open(path) as f:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..io import DEPTH_SCALE, read_json, write_json_atomic, write_parquet_atomic
+from ..io import DEPTH_SCALE, read_json, read_jsonl, write_json_atomic, write_parquet_atomic
 
 CODEBASE_VERSION = "v3.0"
 LEGACY_VERSION = "reasonact/v1"  # one file per episode as episode_NNNNNN.parquet, PNG bytes, meta/episodes.parquet
@@ -262,16 +262,7 @@ def existing_episodes(root: Path) -> list[dict]:
 
 
 def read_failures(root: Path) -> list[dict]:
-    path = root / "meta" / "failures.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line from a crash: ignore it
-            continue
-    return out
+    return read_jsonl(root / "meta" / "failures.jsonl")
 
 
 def append_failure(root: Path, task: str, seed: int, expert: str) -> None:

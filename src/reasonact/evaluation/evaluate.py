@@ -23,20 +23,18 @@ class PartialResults:
     settings start the file afresh."""
 
     def __init__(self, path: Path, settings: dict):
-        from ..io import content_digest
+        from ..io import content_digest, read_jsonl
 
         self.path, self.key = path, content_digest(settings)
         self._done: dict[tuple[str, int], Episode] = {}
-        text = path.read_text() if path.exists() else ""
-        lines = text.splitlines()
-        if lines and _json_line(lines[0]).get("settings") == self.key:
-            for line in lines[1:]:
-                rec = _json_line(line)  # a line cut by a kill reads as {} and is run again
+        records = read_jsonl(path)  # an episode whose line a kill cut short is run again
+        if records and records[0].get("settings") == self.key:
+            for rec in records[1:]:
                 if {"task", "seed", "success"} <= set(rec):
                     self._done[(rec["task"], rec["seed"])] = Episode(
                         rec["task"], rec["seed"], steps=rec.get("steps", 0), success=rec["success"],
                         error=rec.get("error"), info={"instruction": rec.get("instruction")})
-            if not text.endswith("\n"):  # a line cut by a kill: end it before appending
+            if not path.read_bytes().endswith(b"\n"):  # a line cut by a kill: end it before appending
                 with open(path, "a") as f:
                     f.write("\n")
         else:
@@ -51,14 +49,6 @@ class PartialResults:
                                 "error": ep.error, "instruction": ep.info.get("instruction")}) + "\n")
             f.flush()
             os.fsync(f.fileno())
-
-
-def _json_line(line: str) -> dict:
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError:
-        return {}
-    return rec if isinstance(rec, dict) else {}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.format import DatasetError, write_rationales
-from ..io import read_json, write_json_atomic
+from ..io import read_json, read_jsonl, write_json_atomic
 from .teachers import PrivilegedTeacher, StepContext, make_teacher
 
 
@@ -44,15 +44,9 @@ def _keyframes_file(root: Path) -> Path:
 
 
 def read_keyframes(root: Path) -> dict[int, dict]:
-    path = _keyframes_file(root)
     out: dict[int, dict] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line from a crash
-                continue
-            out.setdefault(int(rec["index"]), rec)  # the first answer stands
+    for rec in read_jsonl(_keyframes_file(root)):  # a torn last line from a crash is skipped
+        out.setdefault(int(rec["index"]), rec)  # the first answer stands
     return out
 
 

@@ -1,7 +1,7 @@
 """Running an asyncio server (the policy server, the console) in the foreground or on a thread.
 
-A server is any object with ``async run(host, port, ready: threading.Event, stop: asyncio.Event)`` that
-sets ``self.port`` once it listens.
+A server is any object with ``async run(host, port, ready, stop: asyncio.Event)`` that sets ``self.port`` and
+calls ``ready.set()`` once it listens.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
@@ -37,24 +38,13 @@ def forbidden_origin(request, allowed: tuple[str, ...] = ()):
 def run_until_interrupted(server, host: str, port: int, banner: str = "") -> None:
     """Serve in the foreground until Ctrl-C; ``banner`` is printed once the port is open (``{port}``: the
     port bound). An address that cannot be listened on raises ValueError saying why."""
-    ready, done = threading.Event(), threading.Event()
-
-    def announce() -> None:
-        while not ready.wait(0.1):
-            if done.is_set():
-                return
-        print(banner.format(port=server.port), flush=True)
-
-    if banner:
-        threading.Thread(target=announce, daemon=True).start()
+    listening = SimpleNamespace(set=lambda: banner and print(banner.format(port=server.port), flush=True))
     try:
-        asyncio.run(server.run(host, port, ready))
+        asyncio.run(server.run(host, port, listening))  # a server calls ready.set() once it listens
     except KeyboardInterrupt:
         pass
     except OSError as e:  # port in use, a host name that does not resolve, an address not on this machine
         raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port or --host") from None
-    finally:
-        done.set()
 
 
 def _is_ip(host: str | None) -> bool:
