@@ -2,7 +2,7 @@
 (T = 4, 8, 12), per reasoning mode and model config, batch size 1 (one robot). Weights are random:
 the cost of decoding does not depend on them.
 
-    python benchmarks/decode.py [--configs debug,tiny,small] [--device cpu|cuda] [--repeats 20]
+    python benchmarks/decode.py [--configs debug,tiny,small] [--device cpu|cuda] [--repeats 20] [--views 2]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--diffusion-steps", default="4,8,12", help="diffusion rounds T to measure, comma-separated")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--views", type=int, default=1, help="camera views per observation (16 image tokens each at 64 px)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
 
@@ -38,12 +39,12 @@ def main() -> None:
     vocab = Vocab(text=512)
     rows = []
     for name in a.configs.split(","):
-        mcfg = model_config(name)
+        mcfg = model_config(name, views=a.views)
         for mode in a.modes.split(","):
             for decoder in ("ar", "diffusion"):
                 torch.manual_seed(0)
                 model = ActionReasoningModel(Config(mcfg, SequenceConfig(reasoning=mode, decoder=decoder)), vocab).to(dev).eval()
-                img = torch.rand(1, 3, mcfg.image_size, mcfg.image_size, device=dev)
+                img = torch.rand(1, a.views, 3, mcfg.image_size, mcfg.image_size, device=dev)
                 instr = torch.full((1, 16), vocab.pad, device=dev)
                 instr[0, :5] = vocab.offset("text") + 3
                 state = torch.zeros(1, 7, device=dev)
@@ -60,10 +61,11 @@ def main() -> None:
                                 torch.cuda.synchronize()
                             if k >= 2:  # warm-up calls are not timed
                                 times.append((time.perf_counter() - t0) * 1000)
-                    rows.append({"config": name, "mode": mode, "decoder": decoder, "T": T, "nfe": res.nfe,
+                    rows.append({"config": name, "views": a.views, "mode": mode, "decoder": decoder, "T": T, "nfe": res.nfe,
                                  "latency_ms": statistics.median(times), "device": dev.type})
                     print(rows[-1])
-    report(f"decode_{dev.type}", rows, ["config", "mode", "decoder", "T", "nfe", "latency_ms", "device"], out=a.out)
+    report(f"decode_{dev.type}", rows, ["config", "views", "mode", "decoder", "T", "nfe", "latency_ms", "device"],
+           out=a.out)
 
 
 if __name__ == "__main__":

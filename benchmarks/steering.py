@@ -6,11 +6,18 @@ of the task's demonstrations, the one farthest from the path the policy took on 
 it means doing something else. At every chunk the policy follows the part of that path still ahead of the
 gripper (:class:`reasonact.steering.PathTracker`). We measure how far the executed end-effector path
 (projected) stays from the given path, in pixels, steered and unsteered: if steering works, the steered
-gripper stays much closer to the given path than the policy's own behaviour does. A third run sets the bar:
-a controller that tracks the donor's path in 3D (of which the trace is the image); its distance says how
-closely the path can be followed in this layout at all (the scene might block the arm).
+gripper stays much closer to the given path than the policy's own behaviour does; and in the world, in cm
+from the executed 3D path to the given 3D path (of which the trace is the image). A third run sets the bar:
+a controller that tracks the given path in 3D; its distance says how closely the path can be followed in
+this layout at all (the scene might block the arm).
 
-    python benchmarks/steering.py --checkpoint RUN --data DIR [--tasks reach-v3,...] [--episodes 10]
+``--paths`` chooses the paths: ``demos`` (above), ``own`` (the scripted expert's path on the same layout:
+steered along it, the task should still succeed) or ``free`` (random waypoints at random heights, moves
+down and up included, from where the hand starts: a 2D trace does not say how far along the camera's rays
+to go, so the cm figure shows what the image plane leaves open).
+
+    python benchmarks/steering.py --checkpoint RUN [--data DIR] [--paths demos|own|free] [--tasks reach-v3,...]
+        [--episodes 10]
 
 ``--open-loop N`` asks a quicker question without the simulator: on N dataset frames, the policy is given a
 straight 12-pixel trace from the gripper in a random direction; the cosine between that direction and the
@@ -62,13 +69,15 @@ def main() -> None:
     ap.add_argument("--tasks", default=None, help="default: the run's tasks")
     ap.add_argument("--episodes", type=int, default=10, help="held-out layouts per task")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--paths", default="demos", choices=("demos", "own", "free"),
+                    help="which paths to give: other layouts' demonstrations, the expert's own path on the layout, "
+                         "or random waypoints at random heights")
     ap.add_argument("--open-loop", type=int, default=0, metavar="N", help="the open-loop check on N frames instead")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     if a.open_loop:
         return open_loop(a)
 
-    from reasonact.data import load_dataset
     from reasonact.envs import project
     from reasonact.evaluation import Episode, held_out_seeds, rollout
     from reasonact.policy import load_policy
@@ -78,36 +87,26 @@ def main() -> None:
     if "trace" not in policy.blocks:
         raise SystemExit(f"{a.checkpoint} has no trace block (reasoning {policy.info.reasoning!r}); "
                          "steering needs --reasoning trace or depth+trace")
-    ds = load_dataset(a.data or policy.spec.data.path)
     tasks = a.tasks.split(",") if a.tasks else list(policy.info.tasks)
     used = {t: set(v) for t, v in policy.info.training_seeds.items()}
-
-    def demo_paths(task: str) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The task's demonstrations (not random paths): (image path in pixels, world path in metres)."""
-        out = []
-        for i, e in enumerate(ds.episodes):
-            if e["task"] == task and e["expert"] == "task":
-                frames = np.array(ds.episode_frames(i))
-                world = ds.ee_pos[frames]
-                out.append((project(world, ds.intrinsics[frames[0]], ds.extrinsics[frames[0]]).astype(np.float32),
-                            world.astype(np.float32)))
-        return out
 
     def own_path(ep) -> np.ndarray:
         K, E = ep.camera
         return project(np.asarray(ep.ee_path), K, E)
 
-    def episodes(donors=None, world=False):
-        """Held-out layouts; with ``donors`` each carries its donor's image path and a tracker along that
-        path, in the image, or (``world``) in metres for the 3D follower."""
+    def episodes(given=None, world=False):
+        """Held-out layouts; with ``given`` (image path in pixels, world path in metres, by layout) each
+        carries a tracker along its path, in the image, or (``world``) in metres for the 3D follower."""
         out = []
         for t in tasks:
             for s in held_out_seeds(a.episodes, used.get(t, set())):
+                if given is not None and (t, s) not in given:
+                    continue
                 info = {}
-                if donors is not None:
-                    image, metres = donors[(t, s)]
+                if given is not None:
+                    image, metres = given[(t, s)]
                     tracker = PathTracker(metres, tolerance=0.01) if world else PathTracker.in_image(image, policy.resolution)
-                    info = {"donor": image, "tracker": tracker}
+                    info = {"given": image, "given_world": metres, "tracker": tracker}
                 out.append(Episode(t, s, info=info))
         return out
 
@@ -119,20 +118,22 @@ def main() -> None:
 
     kw = dict(diffusion_steps=policy.info.default_diffusion_steps, execute=policy.horizon, workers=a.workers)
     free = rollout(policy, episodes(), **kw).episodes
-    demos = {t: demo_paths(t) for t in tasks}
-    donors = {(e.task, e.seed): max(demos[e.task], key=lambda d, p=own_path(e): distance_to_path(p, d[0]).mean())
-              for e in free}
-    steered = rollout(policy, episodes(donors), steer=steer, **kw).episodes
-    followed = rollout(PathFollower(policy), episodes(donors, world=True), steer=steer_world, diffusion_steps=1, execute=1,
-                       workers=a.workers).episodes
+    given = given_paths(a, policy, tasks, free, own_path)
+    steered = rollout(policy, episodes(given), steer=steer, **kw).episodes
+    followed = rollout(PathFollower(policy), episodes(given, world=True), steer=steer_world, diffusion_steps=1,
+                       execute=1, workers=a.workers).episodes
     for e in free:
-        e.info["donor"] = donors[(e.task, e.seed)][0]
+        if (e.task, e.seed) in given:
+            e.info["given"], e.info["given_world"] = given[(e.task, e.seed)]
 
     def deviation(ep):
+        """Mean and largest distance of the executed path from the given one, in pixels; the final gripper
+        position's distance from the path's end (pixels); the mean distance in the world (cm)."""
         px = own_path(ep)
-        d = distance_to_path(px, ep.info["donor"])
-        end = float(np.linalg.norm(px[-1] - ep.info["donor"][-1]))
-        return float(d.mean()), float(d.max()), end
+        d = distance_to_path(px, ep.info["given"])
+        end = float(np.linalg.norm(px[-1] - ep.info["given"][-1]))
+        cm = 100 * distance_to_path(np.asarray(ep.ee_path), ep.info["given_world"])
+        return float(d.mean()), float(d.max()), end, float(cm.mean())
 
     rows = []
     key = lambda e: (e.task, e.seed)  # noqa: E731
@@ -141,21 +142,93 @@ def main() -> None:
             "follower": [followed_by[key(e)] for e in steered]}
     for t in tasks:
         row = {"task": t, "episodes": sum(e.task == t for e in steered)}
+        if not row["episodes"]:
+            continue
         for name, eps in runs.items():
             d = [deviation(e) for e in eps if e.task == t]
-            row |= {f"{name}_mean_px": float(np.mean([x[0] for x in d])),
-                    f"{name}_max_px": float(np.mean([x[1] for x in d])),
-                    f"{name}_end_px": float(np.mean([x[2] for x in d]))}
+            row |= {f"{name}_{m}": float(np.mean([x[i] for x in d]))
+                    for i, m in enumerate(("mean_px", "max_px", "end_px", "mean_cm"))}
         for name in ("steered", "own"):
             row[f"{name}_success"] = float(np.mean([e.success for e in runs[name] if e.task == t]))
         rows.append(row)
-    report("steering", rows, ["task", "episodes", *(f"{n}_{m}_px" for n in runs for m in ("mean", "max", "end")),
-                              "steered_success", "own_success"],
-           extra={"checkpoint": a.checkpoint, "resolution": policy.resolution,
-                  "note": "distances in image pixels from the executed end-effector path to the given path; "
-                          "max_px is the per-episode maximum averaged over episodes; end_px is the final "
-                          "gripper position's distance to the path's end; follower: a controller tracking "
-                          "the given path in 3D"}, out=a.out)
+    cols = [f"{n}_{m}" for n in runs for m in ("mean_px", "max_px", "end_px", "mean_cm")]
+    report(f"steering_{a.paths}", rows, ["task", "episodes", *cols, "steered_success", "own_success"],
+           extra={"checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
+                  "note": "distances from the executed end-effector path to the given path: in image pixels "
+                          "(projected) and in the world (cm, 3D); max_px is the per-episode maximum averaged over "
+                          "episodes; end_px is the final gripper position's distance to the path's end; "
+                          "follower: a controller tracking the given path in 3D. Paths: " + PATHS[a.paths]},
+           out=a.out)
+
+
+PATHS = {
+    "demos": "another layout's demonstration of the task, the one farthest from what the policy did on its own",
+    "own": "the scripted expert's path on the same layout (steered, the task should still succeed)",
+    "free": "random waypoints in the workspace at random heights (moves down and up), from where the hand starts",
+}
+
+
+def given_paths(a, policy, tasks, free, own_path) -> dict:
+    """(task, seed) -> (image path in pixels, world path in metres) to steer each held-out layout along."""
+    from reasonact.envs import project
+    from reasonact.steering import distance_to_path
+
+    if a.paths == "free":
+        import zlib
+
+        from reasonact.envs.paths import PathExpert
+
+        out = {}
+        for e in free:
+            start = np.asarray(e.ee_path[0], np.float64)
+            way = PathExpert.random([e.seed, zlib.crc32(e.task.encode()), 7], start, planar=False).waypoints
+            world = np.vstack([start, way])
+            out[(e.task, e.seed)] = (project(world, *e.camera).astype(np.float32), world.astype(np.float32))
+        return out
+    if a.paths == "own":
+        return expert_paths(policy, [(e.task, e.seed) for e in free], a.workers)
+    from reasonact.data import load_dataset
+
+    ds = load_dataset(a.data or policy.spec.data.path)
+    demos = {}
+    for i, ep in enumerate(ds.episodes):
+        if ep["task"] in tasks and ep["expert"] == "task":
+            frames = np.array(ds.episode_frames(i))
+            world = ds.ee_pos[frames]
+            demos.setdefault(ep["task"], []).append(
+                (project(world, ds.intrinsics[frames[0]], ds.extrinsics[frames[0]]).astype(np.float32),
+                 world.astype(np.float32)))
+    return {(e.task, e.seed): max(demos[e.task], key=lambda d, p=own_path(e): distance_to_path(p, d[0]).mean())
+            for e in free}
+
+
+def _expert_path(job):
+    from reasonact.data.collect import run_expert_episode
+    from reasonact.envs import project
+
+    task, seed, resolution, camera, state_mode = job
+    r = run_expert_episode(task, seed, resolution, camera, state_mode)
+    if not r["success"]:
+        return None
+    from reasonact.data.format import camera_columns
+
+    c = r["columns"]
+    world = c["observation.ee_pos"]
+    _, intrinsics, extrinsics = camera_columns(camera.split(",")[0])
+    K, E = c[intrinsics][0].reshape(3, 3), c[extrinsics][0].reshape(4, 4)
+    return project(world, K, E).astype(np.float32), world.astype(np.float32)
+
+
+def expert_paths(policy, layouts, workers=None) -> dict:
+    """The scripted expert's path on each layout (those it fails are left out), one simulator per process."""
+    import multiprocessing as mp
+    import os
+
+    info = policy.info
+    jobs = [(t, s, info.resolution, info.camera, info.state_mode) for t, s in layouts]
+    with mp.get_context("spawn").Pool(max(1, min(workers or os.cpu_count() or 1, len(jobs)))) as pool:
+        paths = pool.map(_expert_path, jobs)
+    return {layout: p for layout, p in zip(layouts, paths) if p is not None}
 
 
 def open_loop(a) -> None:

@@ -148,3 +148,55 @@ def test_a_view_list_is_checked():
         make_env("reach-v3", camera="gripperPOV,zoom")
     with pytest.raises(ValueError, match="unknown camera nope"):
         make_env("reach-v3", camera="zoom,nope")
+
+
+def _camera_centre(extrinsics: np.ndarray) -> np.ndarray:
+    R, t = extrinsics[:3, :3].astype(np.float64), extrinsics[:3, 3].astype(np.float64)
+    return -R.T @ t
+
+
+def test_perturbations_change_the_scene_and_not_the_layout():
+    plain = make_env("push-v3", resolution=64, camera="zoom,gripperPOV", render_depth=False)
+    base = plain.reset(5)
+    base_seg = plain.render_segmentation()
+    plain.close()
+    puck = None
+    for perturb in ("camera=0.05", "lighting", "colors"):
+        env = make_env("push-v3", resolution=64, camera="zoom,gripperPOV", render_depth=False, perturb=perturb)
+        try:
+            obs = env.reset(5)
+            puck = env.geom_ids(["obj"])
+            np.testing.assert_array_equal(obs["state"], base["state"])  # the same layout, hand and goal
+            assert np.abs(obs["rgb"].astype(int) - base["rgb"]).mean() > 2, perturb  # the image changed
+            seg = env.render_segmentation()
+            if perturb == "camera=0.05":
+                # The fixed view moved 5 cm, the wrist camera did not; the matrices follow, so the puck's
+                # projection still lands on the puck.
+                moved = _camera_centre(obs["cameras"]["zoom"][1]) - _camera_centre(base["cameras"]["zoom"][1])
+                assert np.linalg.norm(moved) == pytest.approx(0.05, abs=1e-4)
+                np.testing.assert_allclose(obs["cameras"]["gripperPOV"][1], base["cameras"]["gripperPOV"][1])
+                u, v = project(obs["privileged"]["obj_pos"], *obs["cameras"]["zoom"])
+                assert seg[int(v), int(u)] in puck
+                assert (seg != base_seg).mean() > 0.02
+            else:  # light and colour leave every pixel showing the same thing
+                np.testing.assert_array_equal(seg, base_seg)
+            # Drawn from the seed: another layout gets another draw, the same layout the same one again.
+            other = env.reset(6)["rgb"].copy()
+            again = env.reset(5)["rgb"]
+            assert np.abs(again.astype(int) - obs["rgb"]).max() <= 2, perturb
+            assert not np.array_equal(other, again)
+        finally:
+            env.close()
+
+
+def test_perturbations_are_checked():
+    from reasonact.envs.perturb import parse_perturb
+
+    assert parse_perturb("lighting,camera=0.05") == {"lighting": 0.5, "camera": 0.05}
+    assert parse_perturb("") == {}
+    with pytest.raises(ValueError, match="unknown perturbation 'fog'"):
+        parse_perturb("fog")
+    with pytest.raises(ValueError, match="must be a number"):
+        parse_perturb("camera=far")
+    with pytest.raises(ValueError, match="from 0 to 0.5"):
+        parse_perturb("camera=2")

@@ -119,6 +119,29 @@ def test_a_killed_evaluation_resumes_from_the_episodes_it_finished(debug_run, tm
     assert "resuming" not in capsys.readouterr().out
 
 
+def camera_moved_env(task, **kwargs):
+    """The real environment, refusing to run unless the evaluation asked for the camera to be moved."""
+    from reasonact.envs import make_env
+
+    if kwargs.get("perturb") != {"camera": 0.05, "lighting": 0.5}:
+        raise RuntimeError(f"the perturbation did not reach the simulator: {kwargs.get('perturb')}")
+    return make_env(task, **kwargs)
+
+
+def test_eval_perturbs_the_scene_and_ablates_the_decoder(debug_run, tmp_path):
+    r = reasonact.evaluate(debug_run, tmp_path / "ev", suite="mt10", tasks="reach-v3", episodes_per_task=1,
+                           workers=1, max_steps=8, progress=False, perturb="camera=0.05,lighting",
+                           env_factory=camera_moved_env, remask=False, commit_order="random", anneal=False)
+    assert r["errors"] == 0 and r["episodes"][0]["steps"] == 8
+    assert r["perturb"] == {"camera": 0.05, "lighting": 0.5}
+    assert r["decode"] == {"eta": 0.0, "temperature": 1.0, "anneal": False, "order": "random"}
+    md = (tmp_path / "ev" / "report.md").read_text()
+    assert "Out of distribution" in md and "no secondary remasking, commits in a random order" in md
+    with pytest.raises(ValueError, match="unknown perturbation 'fog'"):
+        reasonact.evaluate(debug_run, tmp_path / "ev2", suite="reach-v3", perturb="fog")
+    assert not (tmp_path / "ev2").exists()
+
+
 def test_eval_bad_input_fails_clearly(debug_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="reasonact train"):
         reasonact.evaluate(tmp_path / "missing", tmp_path / "ev")

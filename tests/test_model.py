@@ -208,6 +208,48 @@ def test_schedule_commits_easy_first_and_remasks_doubtful_tokens():
     assert tokens[0].tolist() == [1, 0, 1, 2]
 
 
+def test_decode_ablations_turn_off_remasking_easy_first_and_annealing():
+    from reasonact.decoding import DecodeOptions
+
+    # The round-2 situation above, with remasking off: the doubtful token stays committed.
+    probs = torch.full((1, 4, 3), 0.05)
+    probs[0, :, 1] = torch.tensor([0.9, 0.05, 0.85, 0.05])
+    tokens = torch.tensor([[0, 0, 0, 0]])
+    committed = torch.tensor([[False, False, False, True]])
+    _, kept, st = diffusion_step(probs, tokens, committed, 2, 4, eta=0.0, temperature=0.0)
+    assert st["remasked"] == 0 and kept[0, 3]
+    # A random commit order ignores confidence: over seeds, the least confident position is sometimes
+    # committed first, which easy-first never does.
+    probs = torch.full((1, 4, 3), 0.05)
+    probs[0, :, 0] = torch.tensor([0.2, 0.9, 0.6, 0.95])
+    first = set()
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        _, c, _ = diffusion_step(probs, torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.bool),
+                                 1, 4, order="random", generator=g)
+        first.add(int(c[0].nonzero()[0, 0]))
+        _, c, _ = diffusion_step(probs, torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.bool),
+                                 1, 4, temperature=0.0, generator=g)
+        assert c[0].tolist() == [False, False, False, True]
+    assert 0 in first and len(first) >= 3
+    # Annealed, the noise has all but gone by the last open round; constant, it still reorders there. Round 3
+    # of 4 at temperature 0.2 (0.05 annealed): how often the less confident of two open positions wins.
+    probs = torch.full((1, 4, 3), 0.05)
+    probs[0, :, 0] = torch.tensor([0.5, 0.9, 0.6, 0.95])
+    tokens, committed = torch.zeros(1, 4, dtype=torch.long), torch.tensor([[False, True, False, True]])
+    wins = {True: 0, False: 0}
+    for anneal in (True, False):
+        for seed in range(50):
+            _, c, _ = diffusion_step(probs, tokens, committed, 3, 4, eta=0.0, temperature=0.2, anneal=anneal,
+                                     generator=torch.Generator().manual_seed(seed))
+            wins[anneal] += bool(c[0, 0])
+    assert wins[False] >= wins[True] + 5, wins
+    with pytest.raises(ValueError, match="commit order"):
+        DecodeOptions(order="left-to-right")
+    with pytest.raises(ValueError, match="eta"):
+        DecodeOptions(eta=2.0)
+
+
 def test_coordinate_tokens_carry_their_value_and_old_weights_load_with_it_off(tmp_path):
     from safetensors.torch import save_file
 

@@ -44,6 +44,10 @@ def test_point_along_walks_the_legs():
 def test_distance_to_path_is_point_to_segment():
     path = np.array([[0.0, 0.0], [10.0, 0.0]])
     np.testing.assert_allclose(distance_to_path(np.array([[5.0, 3.0], [13.0, 4.0], [-3.0, 0.0]]), path), [3, 5, 3])
+    # in the world, metres: a path down and along, and points beside it
+    world = np.array([[0.0, 0.6, 0.2], [0.0, 0.6, 0.05], [0.1, 0.6, 0.05]])
+    np.testing.assert_allclose(distance_to_path(np.array([[0.02, 0.6, 0.1], [0.05, 0.63, 0.09]]), world),
+                               [0.02, 0.05], atol=1e-12)
 
 
 def test_steered_prediction_returns_the_given_trace_and_a_chunk(fake_data, tmp_path):

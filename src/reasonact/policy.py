@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -41,6 +42,9 @@ class Policy:
         self._depth_vae = None
         self.n_action_steps = self.info.horizon  # actions select_action serves from each chunk
         self._queue: deque = deque()
+        from .decoding import DecodeOptions
+
+        self.decode_options = DecodeOptions()  # how diffusion blocks are refined (ablations change it)
 
     # -- LeRobot's policy face ----------------------------------------------------------------------
     @classmethod
@@ -114,7 +118,8 @@ class Policy:
         dev = self.device
         gen = torch.Generator(device=dev).manual_seed(seed)
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            res = generate(self.model, x.images, x.instr, x.state, diffusion_steps=T, given=x.given, generator=gen)
+            res = generate(self.model, x.images, x.instr, x.state, diffusion_steps=T, given=x.given, generator=gen,
+                           **asdict(self.decode_options))
         toks = {k: v.cpu().numpy() for k, v in res.tokens.items()}
         v, s = self.tok.vocab, self.config.sequence
         actions = self.tok.action.decode((toks["act"] - v.offset("action")).reshape(B, s.horizon, s.action_dim))

@@ -88,9 +88,11 @@ def point_along(path: np.ndarray, distance: float) -> np.ndarray:
 
 
 def distance_to_path(points: np.ndarray, path: np.ndarray) -> np.ndarray:
-    """Distance (pixels) from each point (K, 2) to the polyline (M, 2)."""
-    path = np.asarray(path, np.float64).reshape(-1, 2)
-    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    """Distance from each point (K, D) to the polyline (M, D): pixels in the image (D = 2) or metres in the
+    world (D = 3)."""
+    path = np.asarray(path, np.float64)
+    path = path.reshape(len(path), -1) if path.ndim > 1 else path.reshape(1, -1)
+    pts = np.asarray(points, np.float64).reshape(-1, path.shape[1])
     if len(path) == 1:
         return np.linalg.norm(pts - path[0], axis=-1)
     return np.array([_project_to_segments(path, p)[0].min() for p in pts])

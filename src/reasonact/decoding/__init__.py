@@ -2,6 +2,6 @@
 discrete diffusion: parallel refinement, easy-first commits, secondary remasking)."""
 
 from .generate import GenerationResult, generate
-from .schedule import diffusion_step
+from .schedule import DecodeOptions, diffusion_step
 
-__all__ = ["generate", "GenerationResult", "diffusion_step"]
+__all__ = ["generate", "GenerationResult", "diffusion_step", "DecodeOptions"]

@@ -50,10 +50,13 @@ def generate(
     given: dict[str, torch.Tensor] | None = None,
     eta: float = 0.5,
     temperature: float = 1.0,
+    anneal: bool = True,
+    order: str = "confidence",
     generator: torch.Generator | None = None,
 ) -> GenerationResult:
     """Decode every block of the model's sequence (``given`` blocks, e.g. a steering trace, are used
-    as they are). The decoder is the one the model was trained for."""
+    as they are). The decoder is the one the model was trained for; ``eta``, ``temperature``, ``anneal`` and
+    ``order`` are :class:`reasonact.decoding.schedule.DecodeOptions`' (diffusion only)."""
     vocab, seq = model.vocab, model.cfg.sequence
     given = given or {}
     steps = diffusion_steps
@@ -105,7 +108,8 @@ def generate(
             nfe += 1
             probs = model.logits(h, lo, hi).float().softmax(-1)
             local, committed, st = diffusion_step(probs, local, committed, t, steps, eta=eta,
-                                                  temperature=temperature, generator=generator)
+                                                  temperature=temperature, anneal=anneal, order=order,
+                                                  generator=generator)
             stats["remasked"] += st["remasked"]
         toks = local + lo
         out[block] = toks

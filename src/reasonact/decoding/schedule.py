@@ -5,13 +5,37 @@ probability under the new prediction fell below eta_t = eta * (1 - t/T) are re-m
 remasking) and revisited in a later round; then the most confident masked positions -- confidence
 perturbed by Gumbel noise whose temperature anneals to zero -- are committed until a share
 1 - cos(pi/2 * t/T) of the block is committed. After round T every position is committed.
+
+:class:`DecodeOptions` turns each part off for ablations: no remasking (``eta=0``), a random commit order
+instead of easy-first, a constant noise temperature instead of the annealed one.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+
+ORDERS = ("confidence", "random")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How a diffusion block is refined (the defaults are the decoder as trained and published)."""
+
+    eta: float = 0.5  # secondary remasking threshold at round 1 (0: never remask)
+    temperature: float = 1.0  # Gumbel noise on the commit score (0: pure confidence order)
+    anneal: bool = True  # the temperature falls to zero over the rounds (False: constant)
+    order: str = "confidence"  # which open positions commit first: "confidence" (easy first) or "random"
+
+    def __post_init__(self):
+        if not 0 <= self.eta <= 1:
+            raise ValueError(f"the remasking threshold eta must be from 0 to 1, got {self.eta}")
+        if not self.temperature >= 0:
+            raise ValueError(f"the commit temperature must be 0 or more, got {self.temperature}")
+        if self.order not in ORDERS:
+            raise ValueError(f"the commit order must be one of {', '.join(ORDERS)}, got {self.order!r}")
 
 
 def committed_target(length: int, t: int, steps: int) -> int:
@@ -27,6 +51,8 @@ def diffusion_step(
     *,
     eta: float = 0.5,
     temperature: float = 1.0,
+    anneal: bool = True,
+    order: str = "confidence",
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """probs (B, L, V) over the block's local vocabulary; tokens (B, L) local ids (ignored where not
@@ -38,9 +64,13 @@ def diffusion_step(
     current = probs.gather(-1, tokens.clamp(min=0)[..., None])[..., 0]
     remask = committed & (current < eta_t)
     committed = committed & ~remask
-    # Easy first: rank the open positions by Gumbel-perturbed log confidence.
-    temp = temperature * (1 - t / steps)
-    score = conf.clamp_min(1e-12).log()
+    # Easy first: rank the open positions by Gumbel-perturbed log confidence (or at random).
+    temp = temperature * (1 - t / steps) if anneal else temperature
+    if order == "random":
+        score = torch.rand(conf.shape, device=conf.device, generator=generator)
+        temp = 0.0
+    else:
+        score = conf.clamp_min(1e-12).log()
     if temp > 0:
         u = torch.rand(score.shape, device=score.device, generator=generator).clamp_(1e-9, 1 - 1e-9)
         score = score + temp * -torch.log(-torch.log(u))

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 from .base import Observation  # noqa: E402
 from .camera import intrinsics_from_fovy  # noqa: E402
 from .instructions import METAWORLD_TEXT  # noqa: E402
+from .perturb import ScenePerturber, parse_perturb  # noqa: E402
 
 MT10 = (
     "reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3",
@@ -119,8 +120,10 @@ class MetaWorldEnv:
         state_mode: str = "goal",
         render_depth: bool = True,
         max_steps: int | None = None,
+        perturb: str | dict | None = None,
     ):
         resolve_tasks(task)
+        perturb = parse_perturb(perturb)
         validate_render_args(resolution, camera, state_mode)
         import mujoco
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
@@ -159,6 +162,8 @@ class MetaWorldEnv:
             if position is not None:  # this environment's own model: other processes keep the original camera
                 model.cam_pos[self._cam_ids[view]] = position
         self._cam_id = self._cam_ids[self.views[0]]
+        self.perturb = perturb
+        self._perturber = ScenePerturber(model, perturb)
         self._expert = None
         self._home: np.ndarray | None = None  # the task's own hand start, before any start_jitter
         self._raw: np.ndarray | None = None
@@ -167,8 +172,10 @@ class MetaWorldEnv:
     # -- protocol ---------------------------------------------------------------------------------
     def reset(self, seed: int, *, start_jitter: float = 0.0) -> Observation:
         """A fresh layout from ``seed``; ``start_jitter`` > 0 starts the hand at a random offset (up to that many
-        metres in x and y, half of it in z, drawn from the seed) from the task's home position."""
+        metres in x and y, half of it in z, drawn from the seed) from the task's home position. The environment's
+        ``perturb`` (lighting, colours, cameras) is drawn from the seed too."""
         env = self._env
+        self._perturber.apply(seed)
         env._freeze_rand_vec = False  # a fresh layout from the seed (reset(seed=...) is ignored)
         env.seeded_rand_vec = True
         env.seed(int(seed))

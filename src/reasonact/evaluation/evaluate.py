@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
+from ..envs.perturb import parse_perturb
 from ..settings import setting
 from .report import build_report, worker_deaths, write_report
 from .rollout import EVAL_SEED_BASE, Episode, held_out_seeds, instruction_picker, rollout
@@ -58,12 +59,22 @@ class EvalConfig:
     episodes_per_task: int = setting(20, "held-out layouts per task", "episodes")
     instructions: str = setting("canonical", "phrasing of the instruction: the task's own, a seen paraphrase, or "
                                 "one never used in training", "episodes", choices=("canonical", "paraphrase", "unseen"))
+    perturb: str = setting("", "out-of-distribution conditions, comma-separated, each with an optional strength: "
+                           "lighting, colors, camera (e.g. 'lighting,camera=0.05': the fixed cameras moved 5 cm); "
+                           "drawn per episode from its layout seed", "episodes")
     max_steps: int | None = setting(None, "episode step limit (default: the task's, 500)", "episodes")
     seed_base: int = setting(EVAL_SEED_BASE, "first held-out layout seed (training seeds are skipped)", "episodes")
     decoder: str | None = setting(None, "must match the trained decoder (a check)", "policy", choices=("ar", "diffusion"))
     diffusion_steps: int | None = setting(None, "diffusion refinement rounds T per block (default: 12)", "policy")
     execute: int | None = setting(None, "actions run per chunk before the policy is asked again (default: the "
                                   "whole chunk)", "policy")
+    remask: bool = setting(True, "diffusion: re-mask committed tokens the model no longer believes in (secondary "
+                           "remasking); off for the ablation", "policy")
+    commit_order: str = setting("confidence", "diffusion: which masked tokens commit first, the most confident "
+                                "(easy first) or a random order (an ablation)", "policy",
+                                choices=("confidence", "random"))
+    anneal: bool = setting(True, "diffusion: the commit noise's temperature falls to zero over the rounds; off: "
+                           "constant (an ablation)", "policy")
     workers: int | None = setting(None, "simulator processes (default: the CPU count)", "run")
     video: bool = setting(False, "write rollout videos with the predicted trace", "run")
     video_episodes: int = setting(1, "episodes per task recorded when --video is on", "run")
@@ -82,6 +93,23 @@ class EvalConfig:
         if self.seed_base < 0:
             raise ValueError(f"--seed-base must be 0 or more, got {self.seed_base}")
         instruction_picker(self.instructions)  # raises on an unknown kind
+        parse_perturb(self.perturb)
+
+
+def set_decode_options(policy, cfg: EvalConfig) -> dict | None:
+    """Give the policy the evaluation's diffusion ablations (remasking, commit order, annealing); the options
+    in effect, or None for a policy that does not decode by diffusion."""
+    from ..decoding import DecodeOptions
+
+    options = DecodeOptions(eta=DecodeOptions.eta if cfg.remask else 0.0, anneal=cfg.anneal, order=cfg.commit_order)
+    if policy.info.decoder != "diffusion" or not hasattr(policy, "decode_options"):
+        if options != DecodeOptions():
+            raise ValueError("--no-remask, --commit-order and --no-anneal change diffusion decoding; this policy "
+                             f"decodes with {policy.info.decoder!r}" + ("" if hasattr(policy, "decode_options")
+                                                                          else " or cannot be told how to"))
+        return None
+    policy.decode_options = options
+    return asdict(options)
 
 
 def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig | None = None, *, policy=None,
@@ -117,6 +145,7 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig 
               f"({', '.join(untrained)}); the policy was trained on {', '.join(info.tasks)}. Pass --tasks to "
               "evaluate a subset.", file=sys.stderr)
     T = cfg.diffusion_steps if cfg.diffusion_steps is not None else info.default_diffusion_steps
+    decode = set_decode_options(policy, cfg)
     used = {t: set(v) for t, v in info.training_seeds.items()}
     phrasing = instruction_picker(cfg.instructions)
     episodes = []
@@ -134,10 +163,12 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig 
         print(f"resuming the evaluation in {out}: {len(done)} of {len(episodes)} episodes are done")
     r = rollout(policy, [e for e in episodes if (e.task, e.seed) not in done], diffusion_steps=T, execute=execute,
                 workers=cfg.workers, max_steps=cfg.max_steps, env_factory=env_factory, progress=progress,
+                perturb=parse_perturb(cfg.perturb),
                 timeout=cfg.timeout, instruction=lambda ep: ep.info["instruction"], on_finish=partial.add)
     r.episodes.extend(done.values())
     settings = {"suite": cfg.suite, "diffusion_steps": T if info.decoder == "diffusion" else None,
                 "episodes_per_task": cfg.episodes_per_task, "execute": execute, "instructions": cfg.instructions,
+                "perturb": parse_perturb(cfg.perturb), "decode": decode,
                 "config": asdict(cfg)}
     report = build_report(r, task_list, info, settings)
     write_report(report, out)

@@ -66,6 +66,12 @@ def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dic
     }
 
 
+def _decode_ablations(decode: dict) -> list[tuple[str, bool]]:
+    return [("no secondary remasking", decode.get("eta", 0.5) == 0),
+            ("commits in a random order", decode.get("order", "confidence") == "random"),
+            ("a constant commit temperature", decode.get("anneal", True) is False)]
+
+
 def markdown(report: dict) -> str:
     from ..machine import describe
 
@@ -78,6 +84,12 @@ def markdown(report: dict) -> str:
         f"{report['execute']} actions executed per chunk, {report.get('instructions', 'canonical')} instructions.",
         "",
     ]
+    changed = [what for what, on in _decode_ablations(report.get("decode") or {}) if on]
+    if changed:
+        lines += [f"**Decoder ablation**: {', '.join(changed)}.", ""]
+    if report.get("perturb"):
+        what = ", ".join(f"{k} {v:g}" for k, v in report["perturb"].items())
+        lines += [f"**Out of distribution**: the scene perturbed ({what}; `--perturb`), drawn per layout.", ""]
     if report.get("untrained_tasks"):
         lines += [f"**Not trained on** {', '.join(report['untrained_tasks'])}: the policy never saw these tasks.", ""]
     lines += ["| task | success | 95% CI | episodes | mean steps |", "| --- | --- | --- | --- | --- |"]

@@ -185,18 +185,22 @@ def rollout(
     progress: bool = True,
     timeout: float = 300.0,
     on_finish: Callable | None = None,
+    perturb: dict | None = None,
 ) -> Rollouts:
     """Run episodes in parallel simulator workers with batched predictions in this process.
 
     ``steer(episode, obs) -> (N, 2) pixels or None`` gives the trace to follow at each prediction;
     ``instruction(episode) -> str`` replaces the task's instruction; ``on_finish(episode)`` is called as
-    each episode ends (to keep partial results).
+    each episode ends (to keep partial results); ``perturb`` (:func:`reasonact.envs.perturb.parse_perturb`)
+    changes the simulated scene's lighting, colours or camera positions.
     """
     from ..progress import progress_bar
 
     info = policy.info
     env_kwargs = {"resolution": info.resolution, "camera": info.camera, "state_mode": info.state_mode,
                   "render_depth": False, "max_steps": max_steps}
+    if perturb:
+        env_kwargs["perturb"] = perturb
     if env_factory is None:
         from ..envs import make_env as env_factory
 

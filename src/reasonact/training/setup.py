@@ -85,7 +85,8 @@ def peak_flops(device: torch.device, model=None, tokens: int = 0, bf16: bool = F
     from ..machine import matmul_rate, model_matmul_shapes
 
     m = model.cfg.model
-    return matmul_rate(model_matmul_shapes(m.d_model, m.mlp_hidden, tokens), torch.bfloat16 if bf16 else torch.float32)
+    return matmul_rate(model_matmul_shapes(m.d_model, m.mlp_hidden, tokens), torch.bfloat16 if bf16 else torch.float32,
+                       seconds=1.0)
 
 
 def can_compile(device: torch.device, say: bool = True) -> bool:
