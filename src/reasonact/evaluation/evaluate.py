@@ -104,9 +104,8 @@ def set_decode_options(policy, cfg: EvalConfig) -> dict | None:
     options = DecodeOptions(eta=DecodeOptions.eta if cfg.remask else 0.0, anneal=cfg.anneal, order=cfg.commit_order)
     if policy.info.decoder != "diffusion" or not hasattr(policy, "decode_options"):
         if options != DecodeOptions():
-            raise ValueError("--no-remask, --commit-order and --no-anneal change diffusion decoding; this policy "
-                             f"decodes with {policy.info.decoder!r}" + ("" if hasattr(policy, "decode_options")
-                                                                          else " or cannot be told how to"))
+            raise ValueError("--no-remask, --commit-order and --no-anneal change diffusion decoding, which this "
+                             f"policy ({policy.info.decoder!r} decoder) does not offer")
         return None
     policy.decode_options = options
     return asdict(options)
@@ -146,6 +145,7 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig 
               "evaluate a subset.", file=sys.stderr)
     T = cfg.diffusion_steps if cfg.diffusion_steps is not None else info.default_diffusion_steps
     decode = set_decode_options(policy, cfg)
+    perturb = parse_perturb(cfg.perturb)
     used = {t: set(v) for t, v in info.training_seeds.items()}
     phrasing = instruction_picker(cfg.instructions)
     episodes = []
@@ -163,12 +163,11 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig 
         print(f"resuming the evaluation in {out}: {len(done)} of {len(episodes)} episodes are done")
     r = rollout(policy, [e for e in episodes if (e.task, e.seed) not in done], diffusion_steps=T, execute=execute,
                 workers=cfg.workers, max_steps=cfg.max_steps, env_factory=env_factory, progress=progress,
-                perturb=parse_perturb(cfg.perturb),
-                timeout=cfg.timeout, instruction=lambda ep: ep.info["instruction"], on_finish=partial.add)
+                perturb=perturb, timeout=cfg.timeout, instruction=lambda ep: ep.info["instruction"], on_finish=partial.add)
     r.episodes.extend(done.values())
     settings = {"suite": cfg.suite, "diffusion_steps": T if info.decoder == "diffusion" else None,
                 "episodes_per_task": cfg.episodes_per_task, "execute": execute, "instructions": cfg.instructions,
-                "perturb": parse_perturb(cfg.perturb), "decode": decode,
+                "perturb": perturb, "decode": decode,
                 "config": asdict(cfg)}
     report = build_report(r, task_list, info, settings)
     write_report(report, out)
