@@ -14,6 +14,8 @@ import numpy as np
 # The state opens with proprioception: end-effector xyz and gripper opening. What follows (a goal, object
 # poses) says where the task is; a steered policy takes that from the given trace instead.
 PROPRIO_DIMS = 4
+# Held-out (evaluation) layouts are drawn from this seed upwards; training data uses seeds below it.
+EVAL_SEED_BASE = 1_000_000
 
 
 class Observation(TypedDict, total=False):

@@ -1,8 +1,8 @@
 """Meta-World (v3 tasks, MuJoCo) behind the :class:`reasonact.envs.base.Env` protocol.
 
-Rendering is offscreen (``MUJOCO_GL=egl`` unless set) with shadows and reflections off. Cameras whose
-up vector points down in the world (Meta-World's ``corner*`` cameras) are turned the right way up, and
-the intrinsics/extrinsics returned always describe the image as returned.
+Rendering is offscreen (``MUJOCO_GL=egl`` unless set) through :class:`reasonact.envs.render.ViewRenderer`:
+Meta-World's ``corner*`` cameras, which render upside down, come out upright, and the intrinsics/extrinsics
+returned describe the image as returned.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 from .base import Observation  # noqa: E402
-from .camera import intrinsics_from_fovy  # noqa: E402
 from .instructions import METAWORLD_TEXT  # noqa: E402
 from .perturb import ScenePerturber, parse_perturb  # noqa: E402
+from .render import ViewRenderer  # noqa: E402
 
 MT10 = (
     "reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3",
@@ -125,10 +125,8 @@ class MetaWorldEnv:
         resolve_tasks(task)
         perturb = parse_perturb(perturb)
         validate_render_args(resolution, camera, state_mode)
-        import mujoco
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
 
-        self._mujoco = mujoco
         self.task = task
         self.instruction = METAWORLD_TEXT[task].instruction
         self.resolution = resolution
@@ -141,19 +139,6 @@ class MetaWorldEnv:
             self._env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{task}-goal-observable"]()
         self.max_steps = min(max_steps or self._env.max_path_length, self._env.max_path_length)
         model = self._env.model
-        model.vis.global_.offwidth = max(model.vis.global_.offwidth, resolution)
-        model.vis.global_.offheight = max(model.vis.global_.offheight, resolution)
-        try:
-            self._renderer = mujoco.Renderer(model, resolution, resolution)
-        except Exception as e:  # pragma: no cover - depends on the machine's GL stack
-            raise RuntimeError(
-                f"offscreen rendering failed with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {e}. "
-                "Install the EGL libraries (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri) or set "
-                "MUJOCO_GL=osmesa (Debian: libosmesa6)."
-            ) from e
-        flags = self._renderer.scene.flags
-        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
         self.views = parse_cameras(camera)
         self._cam_ids = {}
         for view in self.views:
@@ -161,7 +146,7 @@ class MetaWorldEnv:
             self._cam_ids[view] = model.camera(base).id
             if position is not None:  # this environment's own model: other processes keep the original camera
                 model.cam_pos[self._cam_ids[view]] = position
-        self._cam_id = self._cam_ids[self.views[0]]
+        self._render = ViewRenderer(model, self._cam_ids, resolution)
         self.perturb = perturb
         self._perturber = ScenePerturber(model, perturb)
         self._expert = None
@@ -208,9 +193,7 @@ class MetaWorldEnv:
         return self._observe(), success, done
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        self._render.close()
         self._env.close()
 
     # -- extras -----------------------------------------------------------------------------------
@@ -230,14 +213,7 @@ class MetaWorldEnv:
 
     def render_segmentation(self, view: str | None = None) -> np.ndarray:
         """(H, W) int32 geom ids (-1 for background) of a view (the first by default), oriented like its image."""
-        r, cid = self._renderer, self._cam_ids[view or self.views[0]]
-        r.enable_segmentation_rendering()
-        try:
-            r.update_scene(self._env.data, camera=cid)
-            seg = r.render()[..., 0].copy()
-        finally:
-            r.disable_segmentation_rendering()
-        return self._orient(seg, cid)
+        return self._render.segmentation(self._env.data, view or self.views[0])
 
     def geom_ids(self, body_names: list[str]) -> list[int]:
         m = self._env.model
@@ -245,42 +221,15 @@ class MetaWorldEnv:
         return [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies]
 
     # -- internals --------------------------------------------------------------------------------
-    def _flipped(self, cid: int) -> bool:
-        # Camera y (image up) in world coordinates; pointing down means the image renders upside down.
-        return bool(self._env.data.cam_xmat[cid].reshape(3, 3)[2, 1] < 0)
-
-    def _orient(self, img: np.ndarray, cid: int) -> np.ndarray:
-        return np.ascontiguousarray(img[::-1, ::-1]) if self._flipped(cid) else img
-
     def camera_matrices(self, view: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(intrinsics (3, 3), extrinsics (4, 4) world -> camera) of a view (the first by default), now."""
-        m, d, cid = self._env.model, self._env.data, self._cam_ids[view or self.views[0]]
-        res = self.resolution
-        K = intrinsics_from_fovy(float(m.cam_fovy[cid]), res, res)
-        R_world_from_mj = d.cam_xmat[cid].reshape(3, 3)  # columns: camera x, y, z (looks along -z)
-        # MuJoCo camera frame -> OpenCV frame of the image as returned (turned 180 degrees if flipped).
-        C = np.diag([-1.0, 1.0, -1.0]) if self._flipped(cid) else np.diag([1.0, -1.0, -1.0])
-        R = C @ R_world_from_mj.T
-        E = np.eye(4)
-        E[:3, :3] = R
-        E[:3, 3] = -R @ d.cam_xpos[cid]
-        return K.astype(np.float32), E.astype(np.float32)
+        return self._render.matrices(self._env.data, view or self.views[0])
 
     def _observe(self) -> Observation:
-        r, d, raw = self._renderer, self._env.data, self._raw
-        images = {}
-        for view, cid in self._cam_ids.items():
-            r.update_scene(d, camera=cid)
-            images[view] = self._orient(r.render(), cid)
-        cameras = {v: self.camera_matrices(v) for v in self.views}
-        obs: Observation = {"rgb": images[self.views[0]], "images": images, "cameras": cameras}
-        if self.render_depth:
-            r.enable_depth_rendering()
-            try:
-                r.update_scene(d, camera=self._cam_id)
-                obs["depth"] = self._orient(r.render(), self._cam_id).astype(np.float32)
-            finally:
-                r.disable_depth_rendering()
+        raw = self._raw
+        obs: Observation = self._render.observe(self._env.data, self.views[0] if self.render_depth else None)
+        obs["rgb"] = obs["images"][self.views[0]]
+        cameras = obs["cameras"]
         if self.state_mode == "goal":
             state = np.concatenate([raw[0:4], raw[36:39]])
         else:

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-EVAL_SEED_BASE = 1_000_000  # held-out layouts are drawn from here upwards, skipping any training seed
+from ..envs.base import EVAL_SEED_BASE  # noqa: F401  (held-out layouts start here; re-exported)
 
 
 def held_out_seeds(n: int, used: set[int], base: int = EVAL_SEED_BASE) -> list[int]:

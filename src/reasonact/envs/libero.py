@@ -1,0 +1,386 @@
+"""LIBERO (robosuite 1.4, MuJoCo) behind the :class:`reasonact.envs.base.Env` protocol.
+
+The four suites ``libero_spatial``, ``libero_object``, ``libero_goal`` and ``libero_10`` (ten tasks each) with the
+task's own language as the instruction. Layouts: seeds ``EVAL_SEED_BASE + k`` (k < 50) are the suite's 50 standard
+init states, the ones every published LIBERO number is measured on (``reasonact eval``'s default seeds); any other
+seed is a fresh layout drawn from the task's BDDL placement regions (as LIBERO drew its own), so training data,
+collected from seeds below ``EVAL_SEED_BASE``, never holds an evaluation layout.
+After every reset the scene settles for ``SETTLE_STEPS`` no-op steps, as the papers' evaluations do.
+
+Rendering is ours (:class:`reasonact.envs.render.ViewRenderer`, shadows, reflections and collision meshes off,
+only the views asked for), not robosuite's: frames come out upright with exact camera matrices. Actions are
+LIBERO's 7 numbers in [-1, 1]: end-effector position and axis-angle deltas (at most 5 cm and 0.5 rad a step, in
+the world frame) and the gripper (-1 open, +1 closed), at 20 Hz. Set up by ``scripts/setup-libero.sh``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+from .base import EVAL_SEED_BASE, Observation  # noqa: E402
+from .render import ViewRenderer  # noqa: E402
+
+SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
+# The suites' episode limits in the papers' evaluations (openpi's LIBERO example, MolmoAct, OpenVLA-OFT).
+SUITE_MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520}
+CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview")
+WRIST_CAMERAS = ("robot0_eye_in_hand",)
+DEFAULT_CAMERA = "agentview,robot0_eye_in_hand"
+# End-effector xyz, gripper opening, and the end effector's rotation as the first two columns of its matrix
+# (continuous, unlike an axis-angle near the downward-pointing pose every task starts from).
+STATE_MODES = {"proprio": 10}
+DEFAULT_STATE_MODE = "proprio"
+STANDARD_INIT_STATES = 50
+SETTLE_STEPS = 10
+NOOP = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
+ACTION_SPACE = "libero-osc-pose-delta+gripper"
+ROBOT = "panda"
+
+
+class LiberoNotInstalled(RuntimeError):
+    pass
+
+
+def home() -> Path:
+    """Where set-up put LIBERO's assets and config (``REASONACT_LIBERO_HOME`` overrides)."""
+    return Path(os.environ.get("REASONACT_LIBERO_HOME") or Path(sys.prefix) / "share" / "reasonact" / "libero")
+
+
+@functools.cache
+def _libero():
+    """Import LIBERO quietly, with our config and verified assets; a clear error when it is not set up."""
+    root = home()
+    if not (root / "assets" / ".verified").exists():
+        raise LiberoNotInstalled(f"LIBERO is not set up (no verified assets in {root}): run `make setup-libero` "
+                                 "(scripts/setup-libero.sh), which installs it into this environment")
+    if "LIBERO_CONFIG_PATH" not in os.environ:  # else LIBERO's first import asks on standard input
+        if not (root / "config.yaml").exists():
+            _write_config(root)
+        os.environ["LIBERO_CONFIG_PATH"] = str(root)
+    logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            import libero.libero as libero_root
+            import robosuite
+            from libero.libero import benchmark
+            from libero.libero.envs import TASK_MAPPING
+        except ImportError as e:
+            raise LiberoNotInstalled(f"LIBERO did not import ({e}): run `make setup-libero`") from e
+        libero_root._assets_path_cache = str(root / "assets")
+        suites = {name: benchmark.get_benchmark(name)(0) for name in SUITES}
+    logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
+    return {"robosuite": robosuite, "TASK_MAPPING": TASK_MAPPING, "suites": suites,
+            "bddl_root": Path(libero_root.__file__).parent / "bddl_files"}
+
+
+def _write_config(root: Path) -> None:
+    """LIBERO's config.yaml: its bddl and init-state folders where pip put them, the assets where set-up did."""
+    import importlib.util
+
+    import yaml
+
+    spec = importlib.util.find_spec("libero")
+    if spec is None or not spec.origin:
+        raise LiberoNotInstalled("LIBERO is not installed in this environment: run `make setup-libero`")
+    pkg = Path(spec.origin).parent / "libero"
+    config = {"benchmark_root": str(pkg), "bddl_files": str(pkg / "bddl_files"), "init_states": str(pkg / "init_files"),
+              "datasets": str(root / "datasets"), "assets": str(root / "assets")}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@functools.cache
+def task_table() -> dict[str, tuple[str, int]]:
+    """Every task's name -> (suite, index in the suite)."""
+    table = {}
+    for suite, bench in _libero()["suites"].items():
+        for i in range(bench.n_tasks):
+            table[bench.get_task(i).name] = (suite, i)
+    return table
+
+
+def suite_tasks(suite: str) -> list[str]:
+    bench = _libero()["suites"][suite]
+    return [bench.get_task(i).name for i in range(bench.n_tasks)]
+
+
+def is_libero(name: str | None) -> bool:
+    """Whether a suite or task name is LIBERO's (answered without importing LIBERO for suite names)."""
+    if not name:
+        return False
+    if name in SUITES or name.startswith("libero"):
+        return True
+    try:
+        return name in task_table()
+    except LiberoNotInstalled:
+        return False
+
+
+def resolve_tasks(suite: str, tasks: str | list[str] | None = None) -> list[str]:
+    """The task list of a suite, optionally narrowed by task names or indices in the suite (``"0,3"``)."""
+    if suite in SUITES:
+        available = suite_tasks(suite)
+    elif suite in task_table():
+        available = [suite]
+    else:
+        raise ValueError(f"unknown LIBERO suite or task {suite!r}; suites: {', '.join(SUITES)}")
+    if tasks is None or tasks == "" or tasks == []:
+        return available
+    wanted = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else list(tasks)
+    out = []
+    for t in wanted:
+        if isinstance(t, int) or str(t).isdigit():
+            if not 0 <= int(t) < len(available):
+                raise ValueError(f"task index {t} is outside {suite!r}, which has tasks 0-{len(available) - 1}")
+            out.append(available[int(t)])
+        elif t in available:
+            out.append(t)
+        else:
+            raise ValueError(f"task {t!r} is not in {suite!r}; give an index 0-{len(available) - 1} or one of: "
+                             f"{', '.join(available)}")
+    return list(dict.fromkeys(out))
+
+
+def parse_cameras(camera: str | None) -> list[str]:
+    views = [v.strip() for v in str(camera or DEFAULT_CAMERA).split(",")]
+    unknown = [v for v in views if v not in CAMERAS]
+    if unknown or not views:
+        raise ValueError(f"unknown LIBERO camera {', '.join(unknown) or repr(camera)}; cameras: {', '.join(CAMERAS)} "
+                         f"(several views: comma-separated, e.g. {DEFAULT_CAMERA})")
+    if len(set(views)) != len(views):
+        raise ValueError(f"camera {camera!r} names a view twice")
+    if views[0] in WRIST_CAMERAS:
+        raise ValueError(f"the first view holds the trace and must be a fixed third-person camera, not {views[0]!r} "
+                         f"(try agentview,{views[0]})")
+    return views
+
+
+def validate_render_args(resolution: int, camera: str | None, state_mode: str | None = None) -> None:
+    if not isinstance(resolution, int) or not 16 <= resolution <= 1024:
+        raise ValueError(f"resolution must be an integer from 16 to 1024 pixels, got {resolution!r}")
+    parse_cameras(camera)
+    if (state_mode or DEFAULT_STATE_MODE) not in STATE_MODES:
+        raise ValueError(f"unknown LIBERO state mode {state_mode!r}; choose from {', '.join(STATE_MODES)}")
+
+
+def check_policy(info) -> str:
+    """Refuse a policy (its :class:`reasonact.interface.PolicyInfo`) that does not fit LIBERO; return the state
+    mode its observations must use."""
+    if info.env != "libero":
+        raise ValueError(f"{info.checkpoint} was trained on {info.env!r}, not LIBERO")
+    if info.action_dim != LiberoEnv.action_dim:
+        raise ValueError(f"{info.checkpoint} was trained for a {info.action_dim}-d action space; LIBERO takes "
+                         f"{LiberoEnv.action_dim}-d actions")
+    if info.state_dim != STATE_MODES.get(info.state_mode):
+        raise ValueError(f"{info.checkpoint} expects a {info.state_dim}-d state; LIBERO's {info.state_mode!r} "
+                         f"state has {STATE_MODES.get(info.state_mode)}")
+    return info.state_mode
+
+
+def instruction_of(task: str) -> str:
+    suite, index = task_table()[task]
+    return _libero()["suites"][suite].get_task(index).language
+
+
+class LiberoEnv:
+    """One LIBERO task with one or more offscreen cameras (``camera="agentview,robot0_eye_in_hand"``). The
+    simulator is built once and reused across episodes (robosuite's soft reset). Use one instance per process."""
+
+    action_dim = 7
+
+    def __init__(self, task: str, *, resolution: int = 128, camera: str | None = None, state_mode: str | None = None,
+                 render_depth: bool = True, max_steps: int | None = None, perturb=None, render: bool = True):
+        if perturb:
+            raise ValueError("--perturb is implemented for Meta-World only; LIBERO's own variations are its suites")
+        table = task_table()
+        if task not in table:
+            raise ValueError(f"unknown LIBERO task {task!r}; list them with `reasonact collect --suite libero_spatial "
+                             "--help` or see reasonact.envs.libero.suite_tasks")
+        validate_render_args(resolution, camera, state_mode)
+        lib = _libero()
+        self.suite, self.task_index = table[task]
+        bench = lib["suites"][self.suite]
+        self.task = task
+        self.instruction = bench.get_task(self.task_index).language
+        self.resolution = resolution
+        self.views = parse_cameras(camera)
+        self.camera = ",".join(self.views)
+        self.state_mode = state_mode or DEFAULT_STATE_MODE
+        self.state_dim = STATE_MODES[self.state_mode]
+        self.render_depth = render_depth
+        self.max_steps = max_steps or SUITE_MAX_STEPS[self.suite]
+        t = bench.get_task(self.task_index)
+        bddl = str(lib["bddl_root"] / t.problem_folder / t.bddl_file)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            self._init_states = np.asarray(bench.get_task_init_states(self.task_index))
+            import libero.libero.envs.bddl_utils as bddl_utils
+
+            problem = bddl_utils.get_problem_info(bddl)["problem_name"]
+            self._env = lib["TASK_MAPPING"][problem](
+                bddl, robots=["Panda"], controller_configs=lib["robosuite"].load_controller_config(
+                    default_controller="OSC_POSE"),
+                initialization_noise=None, use_camera_obs=False, has_renderer=False, has_offscreen_renderer=False,
+                hard_reset=False, control_freq=20, horizon=10**9, ignore_done=True)
+        self.goal = [list(g) for g in self._env.parsed_problem["goal_state"]]
+        self._robot = self._env.robots[0]
+        model = self._env.sim.model._model
+        # group 0: robosuite's collision meshes. render=False: no images at all (experts' own benchmarks).
+        self._render = ViewRenderer(model, {v: model.camera(v).id for v in self.views}, resolution,
+                                    hidden_groups=(0,)) if render else None
+        self._expert = None
+        self._t = 0
+        self._ready = False
+
+    # -- protocol ---------------------------------------------------------------------------------
+    def reset(self, seed: int, *, start_jitter: float = 0.0) -> Observation:
+        """Seeds ``EVAL_SEED_BASE + k`` (k < 50): the k-th standard init state; any other seed: a layout drawn from
+        the task's placement regions. ``start_jitter`` is not supported (LIBERO's robot always starts at home)."""
+        if start_jitter:
+            raise ValueError("start_jitter is implemented for Meta-World only")
+        seed = int(seed)
+        k = seed - EVAL_SEED_BASE
+        np.random.seed(seed % 2**32)  # robosuite's placement samplers draw from numpy's global generator
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            self._env.reset()
+            if 0 <= k < STANDARD_INIT_STATES:
+                self._env.sim.set_state_from_flattened(self._init_states[k])
+                self._env.sim.forward()
+            for _ in range(SETTLE_STEPS):
+                self._env.step(NOOP)
+        self._t = 0
+        self._ready = True
+        self._expert = None
+        return self._observe()
+
+    def step(self, action: np.ndarray) -> tuple[Observation, bool, bool]:
+        if not self._ready:
+            raise RuntimeError("call reset(seed) before step()")
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != (self.action_dim,):
+            raise ValueError(f"expected an action of shape ({self.action_dim},), got {action.shape}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._env.step(np.clip(action, -1.0, 1.0))
+        self._t += 1
+        success = self.success()
+        done = success or self._t >= self.max_steps
+        return self._observe(), success, done
+
+    def close(self) -> None:
+        if self._render is not None:
+            self._render.close()
+        with contextlib.suppress(Exception):
+            self._env.close()
+
+    # -- extras -----------------------------------------------------------------------------------
+    def success(self) -> bool:
+        return bool(self._env._check_success())
+
+    def holds(self, predicate: list[str]) -> bool:
+        """Whether one BDDL predicate (e.g. ``["on", "akita_black_bowl_1", "plate_1"]``) holds now."""
+        return bool(self._env._eval_predicate(predicate))
+
+    def expert_action(self) -> np.ndarray:
+        """The scripted expert's action (:mod:`reasonact.envs.libero_expert`), planned from the task's BDDL goal."""
+        if self._expert is None:
+            from .libero_expert import LiberoExpert
+
+            self._expert = LiberoExpert(self)
+        return self._expert.act()
+
+    @property
+    def elapsed_steps(self) -> int:
+        return self._t
+
+    @property
+    def sim(self):
+        """robosuite's simulator wrapper (``sim.model._model`` / ``sim.data._data`` are MuJoCo's own)."""
+        return self._env.sim
+
+    @property
+    def scene(self):
+        """The LIBERO problem instance (objects, fixtures, regions and their states)."""
+        return self._env
+
+    def eef_pos(self) -> np.ndarray:
+        return np.array(self.sim.data.site_xpos[self._robot.eef_site_id], dtype=np.float64)
+
+    def eef_rot(self) -> np.ndarray:
+        return np.array(self.sim.data.site_xmat[self._robot.eef_site_id], dtype=np.float64).reshape(3, 3)
+
+    def gripper_qpos(self) -> np.ndarray:
+        return np.array(self.sim.data.qpos[self._robot._ref_gripper_joint_pos_indexes], dtype=np.float64)
+
+    def position_of(self, name: str) -> np.ndarray:
+        """World position of an object or fixture (its body) or a region (its site)."""
+        env = self._env
+        if name in env.obj_body_id:
+            return np.array(self.sim.data.body_xpos[env.obj_body_id[name]], dtype=np.float64)
+        return np.array(self.sim.data.get_site_xpos(name), dtype=np.float64)
+
+    def points(self) -> np.ndarray:
+        """(2, 3): what the task acts on now and where it must go (the expert's current step when it has one,
+        else the goal's first predicate), world metres."""
+        if self._expert is not None:
+            names = self._expert.focus()
+        else:
+            g = self.goal[0]
+            names = (g[1], g[2] if len(g) > 2 else g[1])
+        return np.stack([self.position_of(n) for n in names]).astype(np.float32)
+
+    def render_segmentation(self, view: str | None = None) -> np.ndarray:
+        return self._render.segmentation(self.sim.data._data, view or self.views[0])
+
+    def camera_matrices(self, view: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self._render.matrices(self.sim.data._data, view or self.views[0])
+
+    def geom_ids(self, body_names: list[str]) -> list[int]:
+        m = self.sim.model._model
+        bodies = {m.body(n).id for n in body_names}
+        return [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies]
+
+    # -- internals --------------------------------------------------------------------------------
+    def _observe(self) -> Observation:
+        data = self.sim.data._data
+        obs: Observation = {}
+        if self._render is not None:
+            obs.update(self._render.observe(data, self.views[0] if self.render_depth else None))
+            obs["rgb"] = obs["images"][self.views[0]]
+        eef, rot, fingers = self.eef_pos(), self.eef_rot(), self.gripper_qpos()
+        state = np.concatenate([eef, [fingers[0] - fingers[1]], rot[:, 0], rot[:, 1]])
+        points = self.points()
+        joints = np.array(self.sim.data.qpos[self._robot._ref_joint_pos_indexes], dtype=np.float64)
+        if "cameras" in obs:
+            obs["camera_intrinsics"], obs["camera_extrinsics"] = obs["cameras"][self.views[0]]
+        obs.update(
+            state=state.astype(np.float32),
+            ee_pos=eef.astype(np.float32),
+            instruction=self.instruction,
+            privileged={
+                "task": self.task,
+                "step": self._t,
+                "hand_pos": eef.astype(np.float32),
+                "gripper_open": float(fingers[0] - fingers[1]),
+                "obj_pos": points[0],
+                "goal_pos": points[1],
+                "points": points,
+                # joints (7), fingers (2), end-effector position (3) and rotation (6), the two points (6)
+                "full_state": np.concatenate([joints, fingers, state[[0, 1, 2, 4, 5, 6, 7, 8, 9]],
+                                              points.reshape(-1)]).astype(np.float32),
+            },
+        )
+        return obs

@@ -1,0 +1,481 @@
+"""Scripted LIBERO experts, planned from the task's BDDL goal and driven by privileged simulator state.
+
+A goal such as ``(On akita_black_bowl_1 plate_1)`` or ``(In white_yellow_mug_1 microwave_1_heating_region) (Close
+microwave_1)`` becomes a chain of skills -- pick-and-place, open, close, turn on -- each a generator of actions
+that reads the scene as it goes (where the object is now, how far the drawer has moved). A skill whose predicate
+does not hold when it ends is tried again, a few times. Geometry comes from the objects' collision geoms, so one
+grasp rule serves every object: across its narrow side when that fits between the fingers, else by its rim.
+
+The controller is a saturated proportional one on LIBERO's delta actions (position and world-frame axis-angle),
+with the gripper pointing down at the yaw a grasp asks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+FINGER_SPAN = 0.075  # metres: wider than this, an object is taken by its rim
+POS_GAIN = 12.0  # action per metre of error (saturates at 8 cm)
+ROT_GAIN = 3.0  # action per radian of error
+RETRIES = 2
+
+
+@dataclass
+class Shape:
+    """An object's collision geometry in the world, now: centre, lowest and highest z, horizontal axes."""
+
+    center: np.ndarray  # (3,) middle of the bounding box
+    bottom: float
+    top: float
+    major: np.ndarray  # (2,) unit, the long horizontal axis
+    length: float  # extent along ``major``
+    width: float  # extent across it
+
+    @property
+    def height(self) -> float:
+        return self.top - self.bottom
+
+
+def _rotvec(R: np.ndarray) -> np.ndarray:
+    """Axis-angle of a rotation matrix."""
+    cos = np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)
+    angle = np.arccos(cos)
+    if angle < 1e-6:
+        return np.zeros(3)
+    if np.pi - angle < 1e-4:  # half-turn: the axis from the symmetric part
+        axis = np.sqrt(np.maximum((np.diag(R) + 1) / 2, 0))
+        k = int(np.argmax(axis))
+        axis[k] = axis[k] or 1.0
+        for j in range(3):
+            if j != k:
+                axis[j] = np.copysign(axis[j], R[k, j] + R[j, k])
+        return axis / np.linalg.norm(axis) * angle
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    return w / (2 * np.sin(angle)) * angle
+
+
+def _axis_angle_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def _rot_z(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+class LiberoExpert:
+    """Acts in a :class:`reasonact.envs.libero.LiberoEnv` towards its BDDL goal; ``act()`` once per step."""
+
+    def __init__(self, env):
+        self.env = env
+        self.scene = env.scene
+        self.model = env.sim.model._model
+        self.data = env.sim.data._data
+        self.home_rot = env.eef_rot()
+        self.home_pos = env.eef_pos()
+        self.grip = -1.0
+        self.plan = plan(env.goal, self)
+        first = self.plan[0]
+        self._focus = (first[1], first[2]) if first[0] == "pick_place" else (first[1], first[1])
+        self._actions = self._run()
+
+    # -- the plan -------------------------------------------------------------------------------
+    def act(self) -> np.ndarray:
+        return next(self._actions).astype(np.float32)
+
+    def focus(self) -> tuple[str, str]:
+        return self._focus
+
+    def _run(self) -> Iterator[np.ndarray]:
+        for kind, a, b, predicate in self.plan:
+            self._focus = (a, b) if kind == "pick_place" else (a, a)
+            for _ in range(1 + RETRIES):
+                if predicate is not None and self.env.holds(predicate):
+                    break
+                yield from SKILLS[kind](self, a, b)
+        while True:
+            yield self._hold()
+
+    # -- geometry -------------------------------------------------------------------------------
+    def _bodies(self, root: int) -> list[int]:
+        parent = self.model.body_parentid
+        out = []
+        for b in range(self.model.nbody):
+            x = b
+            while x not in (0, root):
+                x = parent[x]
+            if x == root:
+                out.append(b)
+        return out
+
+    def points(self, body: int) -> np.ndarray:
+        """(N, 3) world corners of the bounding boxes of a body's (and its children's) collision geoms, now."""
+        m, d = self.model, self.data
+        bodies = set(self._bodies(body))
+        signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
+        out = [(m.geom_aabb[g, :3] + signs * m.geom_aabb[g, 3:]) @ d.geom_xmat[g].reshape(3, 3).T + d.geom_xpos[g]
+               for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0
+               and (m.geom_contype[g] or m.geom_conaffinity[g])]
+        return np.concatenate(out) if out else np.array(d.xpos[body])[None]
+
+    def shape(self, name: str | int) -> Shape:
+        """Bounding geometry of an object or fixture (by name) or of a body and its children (by id)."""
+        pts = self.points(self.scene.obj_body_id[name] if isinstance(name, str) else int(name))
+        lo, hi = pts.min(0), pts.max(0)
+        xy = pts[:, :2] - pts[:, :2].mean(0)
+        _, vecs = np.linalg.eigh(xy.T @ xy)
+        major = vecs[:, 1]
+        along, across = xy @ major, xy @ vecs[:, 0]
+        center = np.array([*(pts[:, :2].mean(0) + major * (along.max() + along.min()) / 2
+                             + vecs[:, 0] * (across.max() + across.min()) / 2), (lo[2] + hi[2]) / 2])
+        return Shape(center, float(lo[2]), float(hi[2]), major, float(np.ptp(along)), float(np.ptp(across)))
+
+    def finger_axis(self) -> np.ndarray:
+        """Unit horizontal direction along which the fingers close, now."""
+        m, d = self.model, self.data
+        v = d.xpos[m.body("gripper0_leftfinger").id] - d.xpos[m.body("gripper0_rightfinger").id]
+        v = v[:2]
+        return v / (np.linalg.norm(v) + 1e-9)
+
+    def yaw_for(self, direction: np.ndarray) -> float:
+        """The yaw (about world z, from the home pose) that makes the fingers close along ``direction``; of the two
+        that do, the one nearer home."""
+        home_axis = self._home_finger_axis
+        base = np.arctan2(direction[1], direction[0]) - np.arctan2(home_axis[1], home_axis[0])
+        base = (base + np.pi / 2) % np.pi - np.pi / 2
+        return float(base)
+
+    @property
+    def _home_finger_axis(self) -> np.ndarray:
+        if not hasattr(self, "_hfa"):
+            R_now = self.env.eef_rot()
+            yaw_now = _rotvec(R_now @ self.home_rot.T)[2]
+            a = self.finger_axis()
+            c, s = np.cos(-yaw_now), np.sin(-yaw_now)
+            self._hfa = np.array([c * a[0] - s * a[1], s * a[0] + c * a[1]])
+        return self._hfa
+
+    # -- motion ---------------------------------------------------------------------------------
+    def _action(self, pos: np.ndarray, yaw: float, grip: float, R: np.ndarray | None = None) -> np.ndarray:
+        """Towards ``pos`` with the hand at orientation ``R`` (default: pointing down, turned by ``yaw``)."""
+        a = np.zeros(7)
+        a[:3] = np.clip((pos - self.env.eef_pos()) * POS_GAIN, -1, 1)
+        a[3:6] = np.clip(self._rot_error(yaw, R) * ROT_GAIN, -1, 1)
+        a[6] = grip
+        return a
+
+    def _rot_error(self, yaw: float, R: np.ndarray | None = None) -> np.ndarray:
+        R_des = _rot_z(yaw) @ self.home_rot if R is None else R
+        return _rotvec(R_des @ self.env.eef_rot().T)
+
+    def facing(self, direction: np.ndarray) -> np.ndarray:
+        """The hand turned to point horizontally along ``direction`` with its fingers closing vertically."""
+        direction = np.array([direction[0], direction[1], 0.0]) / (np.linalg.norm(direction[:2]) + 1e-9)
+        down = np.array([0.0, 0.0, -1.0])
+        h = np.cross(down, direction)
+        h /= np.linalg.norm(h)
+        base = _rot_z(self.yaw_for(direction[:2])) @ self.home_rot
+        for angle in (np.pi / 2, -np.pi / 2):
+            tilt = _axis_angle_matrix(h, angle)
+            if tilt @ down @ direction > 0.9:
+                return tilt @ base
+        raise AssertionError("no tilt points the hand along the direction")  # pragma: no cover
+
+    def _hold(self) -> np.ndarray:
+        a = np.zeros(7)
+        a[6] = self.grip
+        return a
+
+    def move(self, pos, yaw: float, tol: float = 0.01, max_steps: int = 120, track=None,
+             R: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Go to ``pos`` (or, each step, to ``track()``) with the hand at ``yaw`` (or orientation ``R``); ends within
+        ``tol`` metres and 0.15 rad."""
+        pos = np.asarray(pos, dtype=np.float64)
+        for _ in range(max_steps):
+            goal = track() if track is not None else pos
+            if np.linalg.norm(goal - self.env.eef_pos()) < tol and np.linalg.norm(self._rot_error(yaw, R)) < 0.15:
+                return
+            yield self._action(goal, yaw, self.grip, R)
+
+    def gripper(self, value: float, steps: int, yaw: float, pos=None) -> Iterator[np.ndarray]:
+        self.grip = value
+        pos = self.env.eef_pos() if pos is None else np.asarray(pos)
+        for _ in range(steps):
+            yield self._action(pos, yaw, value)
+
+    def yaw_now(self) -> float:
+        return float(_rotvec(self.env.eef_rot() @ self.home_rot.T)[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# skills
+
+
+def _grasp(ex: LiberoExpert, obj: str, toward: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Where the end effector closes on ``obj`` and at what yaw. A wide object is taken by its rim on the side
+    facing the robot (or facing ``toward``, for flat ones: the hand then never reaches across them)."""
+    s = ex.shape(obj)
+    minor = np.array([-s.major[1], s.major[0]])
+    if s.width <= FINGER_SPAN:  # across the narrow side, from above, its upper half
+        depth = float(np.clip(s.height * 0.5, 0.01, 0.045))
+        return np.array([s.center[0], s.center[1], s.top - depth]), ex.yaw_for(minor)
+    # by the rim, fingers closing radially
+    toward = (ex.home_pos[:2] if toward is None else np.asarray(toward)) - s.center[:2]
+    toward /= np.linalg.norm(toward) + 1e-9
+    radius = min(s.width, s.length) / 2
+    rim = s.center[:2] + toward * max(radius - 0.012, 0.0)
+    return np.array([rim[0], rim[1], s.top - min(0.015, s.height / 2)]), ex.yaw_for(toward)
+
+
+def _target(ex: LiberoExpert, target: str, relation: str) -> tuple[np.ndarray, float]:
+    """(xy of where the object's centre must go, the z the object's bottom is released at)."""
+    scene = ex.scene
+    if target in scene.obj_body_id:  # an object or fixture: on top of it
+        s = ex.shape(target)
+        return s.center[:2], s.top + 0.01
+    site = np.array(ex.data.site_xpos[ex.model.site(target).id])
+    parent = scene.object_sites_dict[target].parent_name if target in scene.object_sites_dict else None
+    top = site[2]
+    if parent in scene.obj_body_id and relation == "in":
+        top = max(top, ex.shape(parent).top)
+    return site[:2], top + 0.01
+
+
+def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
+    relation = getattr(ex, "_relation", {}).get((obj, target), "on")
+    s = ex.shape(obj)
+    xy, release_bottom = _target(ex, target, relation)
+    grasp, yaw = _grasp(ex, obj, toward=xy if s.height < 0.035 else None)
+    above = grasp + np.array([0, 0, 0.10])
+    yield from ex.gripper(-1.0, 4, ex.yaw_now())
+    yield from ex.move(above, yaw, tol=0.015)
+    yield from ex.move(grasp, yaw, tol=0.006, max_steps=60)
+    yield from ex.gripper(1.0, 12, yaw, pos=grasp)
+    hang = grasp[2] - s.bottom  # how far the object reaches below the fingers
+    carry = max(grasp[2] + 0.12, release_bottom + hang + 0.08)
+    lifted_from = ex.env.position_of(obj)[2]
+    yield from ex.move([*ex.env.eef_pos()[:2], carry], yaw, tol=0.02, max_steps=60)
+    if ex.env.position_of(obj)[2] < lifted_from + 0.03:  # missed it: let go, go up, and let the plan retry
+        yield from ex.gripper(-1.0, 6, yaw)
+        return
+
+    def over_target(z):  # keep the object's centre, not the hand, over the target
+        def track():
+            offset = ex.env.position_of(obj)[:2] - ex.env.eef_pos()[:2]
+            if np.linalg.norm(offset) > 0.15:  # dropped on the way
+                return ex.env.eef_pos()
+            return np.array([*(xy - offset), z])
+        return track
+
+    yield from ex.move(None, yaw, tol=0.01, max_steps=150, track=over_target(carry))
+    release = release_bottom + hang + 0.01
+    yield from ex.move(None, yaw, tol=0.008, max_steps=80, track=over_target(release))
+    yield from ex.gripper(-1.0, 10, yaw)
+    yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.10]), yaw, tol=0.02, max_steps=40)
+
+
+def push(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
+    """Slide a flat object across the table until its centre is over ``target``: the closed hand, low, behind it."""
+    goal, _ = _target(ex, target, "on")
+    ex.grip = 1.0
+    for _ in range(3):  # re-aim when the object turns away from the line
+        s = ex.shape(obj)
+        d = goal - s.center[:2]
+        if np.linalg.norm(d) < 0.015:
+            return
+        u = d / np.linalg.norm(d)
+        reach = max(s.length, s.width) / 2
+        yaw = ex.yaw_for(np.array([-u[1], u[0]]))  # fingers across the direction of travel
+        start = np.array([*(s.center[:2] - u * (reach + 0.04)), s.bottom + 0.02])
+        yield from _approach(ex, start, yaw, clearance=0.06)
+        for _ in range(120):
+            c = ex.shape(obj).center[:2]
+            rest = goal - c
+            if np.linalg.norm(rest) < 0.012 or rest @ u < 0:
+                break
+            off_line = (c - goal) - u * ((c - goal) @ u)
+            if np.linalg.norm(off_line) > 0.03:
+                break
+            step = ex.env.eef_pos()
+            yield ex._action(np.array([*(step[:2] + u * min(0.05, np.linalg.norm(rest) + 0.01)), start[2]]), yaw, 1.0)
+    yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.08]), ex.yaw_now(), tol=0.02, max_steps=30)
+
+
+def _joint(ex: LiberoExpert, name: str) -> tuple[int, dict]:
+    """The joint that a region (a drawer's inside) or an articulated object moves on, and its open/close/turn-on
+    ranges."""
+    scene = ex.scene
+    site = scene.object_sites_dict.get(name)
+    if site is not None and getattr(site, "joints", None):
+        joint, owner = site.joints[0], site.parent_name
+    else:
+        joint, owner = scene.get_object(name).joints[0], name
+    return ex.model.joint(joint).id, scene.get_object(owner).object_properties["articulation"]
+
+
+def _joint_target(props: dict, kind: str) -> float:
+    """A joint position safely inside the range that makes ``kind`` (open, close, turnon) hold."""
+    lo, hi = sorted(props[{"open": "default_open_ranges", "close": "default_close_ranges",
+                           "turnon": "default_turnon_ranges"}[kind]])
+    if kind == "turnon":
+        return lo + 0.4 * (hi - lo)
+    if kind == "close":  # closed means at the very end of the travel: aim just past the range's far edge
+        return hi + 0.004 if abs(hi) >= abs(lo) else lo - 0.004
+    return (lo + hi) / 2
+
+
+def _world_axis(ex: LiberoExpert, jid: int) -> np.ndarray:
+    return ex.data.xmat[ex.model.jnt_bodyid[jid]].reshape(3, 3) @ ex.model.jnt_axis[jid]
+
+
+def _qpos(ex: LiberoExpert, jid: int) -> float:
+    return float(ex.data.qpos[ex.model.jnt_qposadr[jid]])
+
+
+def _leading_point(ex: LiberoExpert, body: int, direction: np.ndarray) -> np.ndarray:
+    """Centre of a body's collision geometry on its face furthest along ``direction`` (a drawer's handle)."""
+    pts = ex.points(body)
+    proj = pts @ direction
+    return pts[proj >= proj.max() - 0.012].mean(0)
+
+
+def _approach(ex: LiberoExpert, pos: np.ndarray, yaw: float, clearance: float = 0.08) -> Iterator[np.ndarray]:
+    """Up (to clear what is around), across, and down to ``pos``."""
+    high = max(ex.env.eef_pos()[2], pos[2] + clearance)
+    yield from ex.move([*ex.env.eef_pos()[:2], high], ex.yaw_now(), tol=0.02, max_steps=40)
+    yield from ex.move([pos[0], pos[1], high], yaw, tol=0.015)
+    yield from ex.move(pos, yaw, tol=0.008, max_steps=60)
+
+
+def slide(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
+    """Open a drawer by its handle (pinched from above, pulled) or close it (pushed at its front)."""
+    jid, props = _joint(ex, name)
+    goal = _joint_target(props, kind)
+    axis = _world_axis(ex, jid)
+    along = axis * np.sign(goal - _qpos(ex, jid))  # the way the drawer must move
+    body = int(ex.model.jnt_bodyid[jid])
+    outward = _leading_point(ex, body, along if kind == "open" else -along)
+    pull = kind == "open"
+    yaw = ex.yaw_for(along[:2])
+    R = None
+    if pull:  # the hand turned to face the handle, fingers closing on the bar from above and below
+        R = ex.facing(-along)
+        bar = outward - along * 0.01
+        front = bar + along * 0.14
+        yield from ex.gripper(-1.0, 3, ex.yaw_now())
+        yield from _approach(ex, front + np.array([0, 0, 0.04]), yaw)
+        yield from ex.move(front, yaw, tol=0.01, max_steps=80, R=R)
+        yield from ex.move(bar, yaw, tol=0.006, max_steps=40, R=R)
+        ex.grip = 1.0
+        for _ in range(12):
+            yield ex._action(bar, yaw, 1.0, R)
+    else:
+        ex.grip = 1.0
+        yield from _approach(ex, outward - along * 0.04 + np.array([0, 0, 0.01]), yaw)
+    start = np.sign(goal - _qpos(ex, jid))
+    for _ in range(120):
+        if (goal - _qpos(ex, jid)) * start <= 0:
+            break
+        remaining = abs(goal - _qpos(ex, jid))
+        yield ex._action(ex.env.eef_pos() + along * min(0.06, remaining + 0.02), yaw, ex.grip, R)
+    if pull:
+        ex.grip = -1.0
+        for _ in range(8):
+            yield ex._action(ex.env.eef_pos(), yaw, -1.0, R)
+        yield from ex.move(ex.env.eef_pos() + along * 0.06, yaw, tol=0.02, max_steps=30, R=R)
+    else:
+        yield from ex.move(ex.env.eef_pos() - along * 0.05 + np.array([0, 0, 0.03]), yaw, tol=0.02, max_steps=30)
+    yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.08]), yaw, tol=0.02, max_steps=40)
+
+
+def swing(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
+    """Close a hinged door (a microwave's): push its free edge along the arc."""
+    jid, props = _joint(ex, name)
+    goal = _joint_target(props, kind)
+    axis = _world_axis(ex, jid)
+    sign = np.sign(goal - _qpos(ex, jid))
+    body = int(ex.model.jnt_bodyid[jid])
+    anchor = np.array(ex.data.xanchor[jid])
+
+    def edge():  # the door's free edge (furthest from the hinge) at mid-height, and the way it must move there
+        pts = ex.points(body)
+        radial = (pts - anchor) - np.outer((pts - anchor) @ axis, axis)
+        dist = np.linalg.norm(radial, axis=1)
+        far = pts[dist >= dist.max() - 0.02].mean(0)
+        r = (far - anchor) - axis * ((far - anchor) @ axis)
+        tangent = np.cross(axis, r / (np.linalg.norm(r) + 1e-9)) * sign
+        return far, tangent
+
+    far, tangent = edge()
+    ex.grip = 1.0
+    yaw = ex.yaw_now()
+    yield from _approach(ex, far - tangent * 0.06, yaw)
+    for _ in range(150):
+        if ex.env.holds([kind, name]):
+            break
+        far, tangent = edge()
+        yield ex._action(far + tangent * 0.05, yaw, ex.grip)
+    yield from ex.move(ex.env.eef_pos() - tangent * 0.06, yaw, tol=0.02, max_steps=30)
+    yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.08]), yaw, tol=0.02, max_steps=30)
+
+
+def twist(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
+    """Turn a knob (a stove's, on a vertical axis): grasp it from above and turn the hand."""
+    jid, props = _joint(ex, name)
+    goal = _joint_target(props, kind)
+    body = int(ex.model.jnt_bodyid[jid])
+    s = ex.shape(body)
+    minor = np.array([-s.major[1], s.major[0]])
+    yaw = ex.yaw_for(minor)
+    top = np.array([s.center[0], s.center[1], s.top - min(0.015, s.height / 2)])
+    yield from ex.gripper(-1.0, 3, ex.yaw_now())
+    yield from _approach(ex, top, yaw)
+    yield from ex.gripper(1.0, 10, yaw, pos=top)
+    axis_z = np.sign(_world_axis(ex, jid)[2]) or 1.0
+    for _ in range(80):
+        if ex.env.holds([kind, name]):
+            break
+        turn = np.clip((goal - _qpos(ex, jid)) * axis_z, -0.6, 0.6)
+        yaw = ex.yaw_now() + turn
+        yield ex._action(top, yaw, ex.grip)
+    yield from ex.gripper(-1.0, 8, ex.yaw_now())
+    yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.08]), ex.yaw_now(), tol=0.02, max_steps=30)
+
+
+def articulate(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
+    jid, _ = _joint(ex, name)
+    jtype = int(ex.model.jnt_type[jid])
+    if jtype == 2:  # slide
+        yield from slide(ex, name, kind)
+    elif kind == "turnon":
+        yield from twist(ex, name, kind)
+    else:
+        yield from swing(ex, name, kind)
+
+
+SKILLS = {"pick_place": pick_place, "articulate": articulate}
+ORDER = {"open": 0, "turnon": 1, "pick_place": 2, "close": 3}
+
+
+def plan(goal: list[list[str]], ex: LiberoExpert) -> list[tuple[str, str, str, list[str] | None]]:
+    """The skills that reach a BDDL goal, in an order that works: opening first, placing next, closing and
+    switching on last. Each entry: (skill, first argument, second argument, the predicate it must make hold)."""
+    steps = []
+    ex._relation = {}
+    for g in goal:
+        kind = g[0].lower()
+        if kind in ("on", "in"):
+            ex._relation[(g[1], g[2])] = kind
+            site = ex.scene.object_sites_dict.get(g[2])
+            if kind == "in" and site is not None and getattr(site, "joints", None) and not ex.env.holds(["open", g[2]]):
+                steps.append((ORDER["open"], ("articulate", g[2], "open", ["open", g[2]])))
+            steps.append((ORDER["pick_place"], ("pick_place", g[1], g[2], g)))
+        elif kind in ("open", "close", "turnon"):
+            steps.append((ORDER[kind], ("articulate", g[1], kind, g)))
+        else:
+            raise NotImplementedError(f"no scripted skill for the predicate {g[0]!r}")
+    return [s for _, s in sorted(steps, key=lambda x: x[0])]
