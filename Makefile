@@ -3,15 +3,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup setup-libero demo test test-fast lint bench clean
 
 setup:
 	@bash scripts/setup.sh
 
+# LIBERO (robosuite 1.4, the four suites' BDDL files and init states, verified assets) in the same environment.
+setup-libero: setup
+	@bash scripts/setup-libero.sh
+
 demo: setup
 	$(PY) -m reasonact quickstart --out demo
 
-test: setup lint
+test: setup lint setup-libero
 	@bash scripts/setup-compat.sh
 	$(PY) -m pytest -q
 

@@ -244,15 +244,21 @@ def test_overfit_rationale_block_writes_the_teachers_text(annotated):
     rows = torch.tensor([0, 120])
     batch = src.batch(rows)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for step in range(800):
+    # Usually exact after 800 steps; the float arithmetic (threads, CPU) moves the last token or two, so the
+    # decoded block is checked every 200 steps from there, up to 1600.
+    for step in range(1600):
+        model.train()
         loss, m = model(batch["images"], batch["instr"], batch["state"], batch["targets"], None,
                         torch.Generator().manual_seed(step))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    model.eval()
-    res = generate(model, batch["images"], batch["instr"], batch["state"], diffusion_steps=12,
-                   generator=torch.Generator().manual_seed(0))
+        if step + 1 >= 800 and (step + 1) % 200 == 0:
+            model.eval()
+            res = generate(model, batch["images"], batch["instr"], batch["state"], diffusion_steps=12,
+                           generator=torch.Generator().manual_seed(0))
+            if torch.equal(res.tokens["think"], batch["targets"]["think"]):
+                break
     assert torch.equal(res.tokens["think"], batch["targets"]["think"])
     v = tok.vocab
     written = text.decode([int(i) - v.offset("text") for i in res.tokens["think"][1] if i >= v.offset("text")])

@@ -87,21 +87,29 @@ def _given(a, cls, skip=()) -> dict:
     return {f.name: getattr(a, f.name) for f in fields(cls) if f.name not in skip and getattr(a, f.name, None) is not None}
 
 
+SUITE_HELP = ("Meta-World: mt10, mt50 or a single task such as reach-v3; LIBERO (after `make setup-libero`): "
+              "libero_spatial, libero_object, libero_goal or libero_10")
+
+
 def _add_collect(sub) -> None:
-    p = _parser(sub, "collect", "collect scripted-expert demonstrations from Meta-World into a dataset")
+    p = _parser(sub, "collect", "collect scripted-expert demonstrations from Meta-World or LIBERO into a dataset")
     p.add_argument("--out", required=True, help="dataset directory (re-run the same command to resume or extend it)")
-    p.add_argument("--suite", default="mt10", help="mt10, mt50, or a single task such as reach-v3")
-    p.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks (default: all of them)")
+    p.add_argument("--suite", default="mt10", help=SUITE_HELP)
+    p.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks (default: all of them; "
+                                                 "LIBERO tasks also by index, e.g. 0,3)")
     p.add_argument("--episodes-per-task", type=int, default=50, help="successful episodes per task")
     p.add_argument("--task-episodes", type=json.loads, default=None,
                    help='JSON map giving named tasks their own count instead, e.g. \'{"push-v3": 200}\'')
     p.add_argument("--resolution", type=int, default=128, help="square image size in pixels")
-    p.add_argument("--cameras", "--camera", dest="camera", default="corner2",
-                   help="camera view(s), comma-separated, the trace's third-person view first: e.g. zoom (corner2 "
-                        "moved closer) or zoom,gripperPOV (with the wrist camera); one of corner, corner2, corner3, "
-                        "corner4, topview, zoom, then any of those or behindGripper, gripperPOV")
-    p.add_argument("--state", dest="state_mode", default="goal", choices=["goal", "full"],
-                   help="goal: end effector, gripper and goal position; full: Meta-World's 39-d state")
+    p.add_argument("--cameras", "--camera", dest="camera", default=None,
+                   help="camera view(s), comma-separated, the trace's third-person view first. Meta-World (default "
+                        "corner2): e.g. zoom (corner2 moved closer) or zoom,gripperPOV (with the wrist camera); one of "
+                        "corner, corner2, corner3, corner4, topview, zoom, then any of those or behindGripper, "
+                        "gripperPOV. LIBERO (default agentview,robot0_eye_in_hand): agentview, frontview, birdview, "
+                        "sideview, then robot0_eye_in_hand")
+    p.add_argument("--state", dest="state_mode", default=None, choices=["goal", "full", "proprio"],
+                   help="Meta-World: goal (default: end effector, gripper and goal position) or full (Meta-World's "
+                        "39-d state); LIBERO: proprio (end effector position and rotation, gripper)")
     p.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     p.add_argument("--seed", type=int, default=0, help="first layout seed; each task tries seeds upwards from it")
     p.add_argument("--expert", choices=["task", "path"], default="task",

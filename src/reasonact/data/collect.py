@@ -1,4 +1,4 @@
-"""``reasonact collect``: scripted-expert demonstrations from Meta-World, written as a dataset.
+"""``reasonact collect``: scripted-expert demonstrations from Meta-World or LIBERO, written as a dataset.
 
 ``--expert path`` adds random-path episodes instead (the end effector visits random waypoints in each
 task's scene; see :mod:`reasonact.envs.paths`): trained with the trace given, they teach steering.
@@ -178,8 +178,8 @@ def collect(
     tasks: str | list[str] | None = None,
     episodes_per_task: int = 50,
     resolution: int = 128,
-    camera: str = "corner2",
-    state_mode: str = "goal",
+    camera: str | None = None,
+    state_mode: str | None = None,
     workers: int | None = None,
     seed: int = 0,
     expert: str = "task",
@@ -192,11 +192,17 @@ def collect(
     the task's scene (:mod:`reasonact.envs.paths`), which teach steering. ``start_jitter`` (metres) starts
     each episode's hand at a random offset from the task's home position, so that where the hand is says
     nothing about where the object is. ``task_episodes`` gives named tasks their own count instead of
-    ``episodes_per_task`` (e.g. ``{"push-v3": 200}``: more layouts for a hard task)."""
-    from ..envs.metaworld import parse_cameras, resolve_tasks, validate_render_args
+    ``episodes_per_task`` (e.g. ``{"push-v3": 200}``: more layouts for a hard task). ``camera`` and
+    ``state_mode`` default to the simulator's (Meta-World: corner2, goal; LIBERO: agentview,robot0_eye_in_hand,
+    proprio)."""
+    from ..envs import simulator, simulator_name
 
-    task_list = resolve_tasks(suite, tasks)
-    validate_render_args(resolution, camera, state_mode)
+    sim = simulator(suite)
+    task_list = sim.resolve_tasks(suite, tasks)
+    camera, state_mode = camera or sim.DEFAULT_CAMERA, state_mode or sim.DEFAULT_STATE_MODE
+    sim.validate_render_args(resolution, camera, state_mode)
+    if simulator_name(suite) == "libero" and (expert == "path" or start_jitter):
+        raise ValueError("random-path episodes (--expert path) and --start-jitter are implemented for Meta-World only")
     task_episodes = dict(task_episodes or {})
     _check_counts(expert, episodes_per_task, task_episodes, task_list, seed, start_jitter)
     wanted = {t: task_episodes.get(t, episodes_per_task) for t in task_list}
@@ -207,8 +213,8 @@ def collect(
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"--out {root} is a file; a dataset is a directory: choose another --out")
-    camera = ",".join(parse_cameras(camera))  # normalised: the name the dataset is checked against
-    all_tasks = _open(root, {"env": "metaworld", "suite": suite, "resolution": resolution, "camera": camera,
+    camera = ",".join(sim.parse_cameras(camera))  # normalised: the name the dataset is checked against
+    all_tasks = _open(root, {"env": simulator_name(suite), "suite": suite, "resolution": resolution, "camera": camera,
                              "state_mode": state_mode, "seed": seed, "start_jitter": float(start_jitter)}, task_list)
     existing = existing_episodes(root)
     failures = read_failures(root)

@@ -369,11 +369,12 @@ def _image_stats(files: list[Path], columns: list[str], sample: int = 500) -> di
 
 def finalize(root: Path) -> int:
     """(Re)write meta/: episodes, tasks, stats and info, from the episode files on disk."""
-    from ..envs import task_text
+    from ..envs import simulator, task_text
     from .stats import compute_stats
 
     root = Path(root)
     info = read_info(root)
+    sim = simulator(info.get("env", "metaworld"))
     episodes = existing_episodes(root)
     failures = read_failures(root)
     tasks = info["tasks"]
@@ -427,7 +428,7 @@ def finalize(root: Path) -> int:
         failed.setdefault(f["task"], []).append(f["seed"])
     info.update(
         codebase_version=CODEBASE_VERSION,
-        robot_type="sawyer",
+        robot_type=sim.ROBOT,
         complete=bool(files),
         total_episodes=len(episodes),
         experts={x: sum(e["expert"] == x for e in episodes) for x in EXPERTS},
@@ -440,7 +441,7 @@ def finalize(root: Path) -> int:
         data_path=DATA_PATH,
         video_path=None,
         splits={"train": f"0:{len(episodes)}"},
-        action_space="metaworld-xyz-delta+gripper",
+        action_space=sim.ACTION_SPACE,
         state_dim=state_dim,
         action_dim=action_dim,
         features=features(views, info["resolution"], state_dim, action_dim, priv_dim, points_dim),

@@ -41,6 +41,10 @@ STATE_MODES = {
     "full": 39,
 }
 MAX_STEPS = 500
+DEFAULT_CAMERA = "corner2"
+DEFAULT_STATE_MODE = "goal"
+ACTION_SPACE = "metaworld-xyz-delta+gripper"
+ROBOT = "sawyer"
 
 
 def resolve_tasks(suite: str, tasks: str | list[str] | None = None) -> list[str]:
@@ -66,9 +70,9 @@ def resolve_tasks(suite: str, tasks: str | list[str] | None = None) -> list[str]
     return list(dict.fromkeys(wanted))
 
 
-def parse_cameras(camera: str) -> list[str]:
+def parse_cameras(camera: str | None) -> list[str]:
     """``"zoom,gripperPOV"`` -> the views in order; the first is the third-person view the trace lives in."""
-    views = [v.strip() for v in str(camera).split(",")]
+    views = [v.strip() for v in str(camera or DEFAULT_CAMERA).split(",")]
     unknown = [v for v in views if v not in CAMERAS]
     if unknown or not views:
         raise ValueError(f"unknown camera {', '.join(unknown) or repr(camera)}; cameras: {', '.join(CAMERAS)} "
@@ -81,11 +85,11 @@ def parse_cameras(camera: str) -> list[str]:
     return views
 
 
-def validate_render_args(resolution: int, camera: str, state_mode: str = "goal") -> None:
+def validate_render_args(resolution: int, camera: str | None, state_mode: str | None = None) -> None:
     if not isinstance(resolution, int) or not 16 <= resolution <= 1024:
         raise ValueError(f"resolution must be an integer from 16 to 1024 pixels, got {resolution!r}")
     parse_cameras(camera)
-    if state_mode not in STATE_MODES:
+    if (state_mode or DEFAULT_STATE_MODE) not in STATE_MODES:
         raise ValueError(f"unknown state mode {state_mode!r}; choose from {', '.join(STATE_MODES)}")
 
 
@@ -116,13 +120,14 @@ class MetaWorldEnv:
         task: str,
         *,
         resolution: int = 128,
-        camera: str = "corner2",
-        state_mode: str = "goal",
+        camera: str | None = None,
+        state_mode: str | None = None,
         render_depth: bool = True,
         max_steps: int | None = None,
         perturb: str | dict | None = None,
     ):
         resolve_tasks(task)
+        camera, state_mode = camera or DEFAULT_CAMERA, state_mode or DEFAULT_STATE_MODE
         perturb = parse_perturb(perturb)
         validate_render_args(resolution, camera, state_mode)
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE

@@ -54,7 +54,8 @@ class PartialResults:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    suite: str = setting("mt10", "mt10, mt50, or a single task such as reach-v3", "episodes")
+    suite: str = setting("mt10", "mt10, mt50 or a Meta-World task such as reach-v3; libero_spatial, libero_object, "
+                         "libero_goal or libero_10 (held-out layouts: the 50 standard init states)", "episodes")
     tasks: str | None = setting(None, "comma-separated subset of the suite's tasks (default: all of them)", "episodes")
     episodes_per_task: int = setting(20, "held-out layouts per task", "episodes")
     instructions: str = setting("canonical", "phrasing of the instruction: the task's own, a seen paraphrase, or "
@@ -118,7 +119,7 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig 
     closed loop; writes report.json, report.md, success.png and, with ``video``, videos/.
 
     Options are :class:`EvalConfig`'s fields, given as ``config`` or as keywords."""
-    from ..envs.metaworld import check_policy, resolve_tasks
+    from ..envs import simulator
 
     if isinstance(overrides.get("tasks"), (list, tuple)):
         overrides["tasks"] = ",".join(overrides["tasks"])
@@ -126,13 +127,14 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig 
     if set(overrides) - known:
         raise ValueError(f"unknown evaluation option(s) {sorted(set(overrides) - known)}; options: {sorted(known)}")
     cfg = replace(config or EvalConfig(), **overrides)
-    task_list = resolve_tasks(cfg.suite, cfg.tasks)
+    sim = simulator(cfg.suite)
+    task_list = sim.resolve_tasks(cfg.suite, cfg.tasks)
     if policy is None:
         from ..policy import load_policy
 
         policy = load_policy(checkpoint, device)
     info = policy.info
-    check_policy(info)
+    sim.check_policy(info)
     execute = cfg.execute or info.horizon
     if not 1 <= execute <= info.horizon:
         raise ValueError(f"execute must be between 1 and the chunk length {info.horizon}, got {execute}")

@@ -80,7 +80,9 @@ def markdown(report: dict) -> str:
         f"# Evaluation of `{report['checkpoint']}`",
         "",
         f"Decoder `{report['decoder']}`" + (f" (T = {T})" if T else "")
-        + f", reasoning `{report['reasoning']}`, {report['episodes_per_task']} held-out layouts per task, "
+        + f", reasoning `{report['reasoning']}`, {report['episodes_per_task']} "
+        + ("of the suite's standard init states" if str(report.get("suite", "")).startswith("libero") else "held-out layouts")
+        + " per task, "
         f"{report['execute']} actions executed per chunk, {report.get('instructions', 'canonical')} instructions.",
         "",
     ]
@@ -123,7 +125,9 @@ def plot(report: dict, path: Path) -> None:
     ax.bar(range(len(names)), rates * 100, color="#3b7dd8",
            yerr=[(rates - ci[:, 0]) * 100, (ci[:, 1] - rates) * 100], capsize=3)
     ax.axhline(report["success_rate"] * 100, color="k", ls="--", lw=1, label=f"mean {report['success_rate']:.0%}")
-    ax.set_xticks(range(len(names)), [n.removesuffix("-v3") for n in names], rotation=35, ha="right")
+    labels = [n.removesuffix("-v3") for n in names]
+    labels = [n if len(n) <= 28 else n[:26] + "…" for n in labels]  # LIBERO's task names are sentences
+    ax.set_xticks(range(len(names)), labels, rotation=35, ha="right")
     ax.set_ylabel("success (%)")
     ax.set_ylim(0, 105)
     ax.legend(loc="lower right")

@@ -45,11 +45,10 @@ class ConsoleSession:
 
     def __init__(self, policy, task: str, *, seed: int | None = None, execute: int | None = None,
                  diffusion_steps: int | None = None):
-        from ..envs import make_env
-        from ..envs.metaworld import check_policy
+        from ..envs import make_env, simulator
 
         info = policy.info
-        state_mode = check_policy(info)
+        state_mode = simulator(task).check_policy(info)
         self.policy = policy
         self.task = task
         self.execute = execute or info.horizon
@@ -282,7 +281,7 @@ class ConsoleServer:
 
 def console(checkpoint, task: str, *, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
             seed: int | None = None, execute: int | None = None, allow_origins: tuple[str, ...] = ()) -> None:
-    from ..envs.metaworld import resolve_tasks
+    from ..envs import resolve_tasks
     from ..policy import load_policy
 
     resolve_tasks(task)

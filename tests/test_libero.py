@@ -1,0 +1,132 @@
+"""LIBERO: the adapter (reset, step, views, camera matrices), the layouts, a scripted expert that succeeds, and a
+debug collect -> train -> eval on one task. `make test` sets LIBERO up first (scripts/setup-libero.sh)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import reasonact
+from reasonact.envs import EVAL_SEED_BASE, project, resolve_tasks, simulator_name, task_text
+from reasonact.envs.libero import SUITES, LiberoEnv, suite_tasks
+
+pytestmark = pytest.mark.sim
+SPATIAL_0 = "pick_up_the_black_bowl_between_the_plate_and_the_ramekin_and_place_it_on_the_plate"
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = LiberoEnv(SPATIAL_0, resolution=64)
+    yield e
+    e.close()
+
+
+def test_the_four_suites_and_their_tasks_resolve_by_name_and_index():
+    assert [len(suite_tasks(s)) for s in SUITES] == [10, 10, 10, 10]
+    assert resolve_tasks("libero_spatial", "0") == [SPATIAL_0]
+    assert resolve_tasks("libero_spatial", f"{SPATIAL_0},0,1")[1] == suite_tasks("libero_spatial")[1]
+    assert simulator_name("libero_10") == "libero" and simulator_name("mt10") == "metaworld"
+    assert task_text(SPATIAL_0).instruction == "pick up the black bowl between the plate and the ramekin and place it " \
+                                               "on the plate"
+    with pytest.raises(ValueError, match="outside 'libero_spatial'"):
+        resolve_tasks("libero_spatial", "10")
+    with pytest.raises(ValueError, match="not in 'libero_object'"):
+        resolve_tasks("libero_object", SPATIAL_0)
+
+
+def test_reset_and_step_give_upright_views_with_exact_camera_matrices(env):
+    obs = env.reset(EVAL_SEED_BASE)
+    assert set(obs["images"]) == {"agentview", "robot0_eye_in_hand"}
+    assert obs["rgb"].shape == (64, 64, 3) and obs["rgb"].dtype == np.uint8
+    assert obs["images"]["robot0_eye_in_hand"].shape == (64, 64, 3)
+    assert obs["depth"].shape == (64, 64) and 0.3 < float(np.median(obs["depth"])) < 3.0
+    assert obs["state"].shape == (env.state_dim,) == (10,) and obs["instruction"] == env.instruction
+    np.testing.assert_allclose(obs["state"][:3], obs["ee_pos"])
+    # The rendered image is upright and the matrices describe it: the bowl's centre projects onto bowl pixels, and
+    # the end effector onto the gripper, which is above the bowl in the picture.
+    seg = env.render_segmentation()
+    K, E = obs["camera_intrinsics"], obs["camera_extrinsics"]
+    bowl = np.isin(seg, env.geom_ids(["akita_black_bowl_1_main"]))
+    u, v = project(obs["privileged"]["points"][0], K, E)
+    assert bowl[int(v), int(u)]
+    hand = np.isin(seg, env.geom_ids(["gripper0_leftfinger", "gripper0_rightfinger", "gripper0_right_gripper"]))
+    ys, xs = np.nonzero(hand)
+    eu, ev = project(obs["ee_pos"], K, E)
+    assert xs.min() - 2 <= eu <= xs.max() + 2 and ys.min() - 2 <= ev <= ys.max() + 2
+    assert ev < v  # the hand starts above the table: higher in an upright image
+    for _ in range(3):
+        obs2, success, done = env.step(np.array([1.0, 0, 0, 0, 0, 0, -1.0]))  # +x: 5 cm a step at most
+    assert obs["ee_pos"][0] + 0.01 < obs2["ee_pos"][0] < obs["ee_pos"][0] + 0.15 and not success and not done
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(4))
+
+
+def test_standard_init_states_and_drawn_layouts_are_repeatable_and_distinct(env):
+    def bowl(seed):
+        return env.reset(seed)["privileged"]["points"][0]
+
+    np.testing.assert_allclose(bowl(EVAL_SEED_BASE + 3), bowl(EVAL_SEED_BASE + 3), atol=1e-6)
+    assert np.abs(bowl(EVAL_SEED_BASE + 3) - bowl(EVAL_SEED_BASE + 4)).max() > 1e-3
+    np.testing.assert_allclose(bowl(7), bowl(7), atol=1e-6)  # a drawn layout: the seed decides it
+    drawn = np.stack([bowl(s) for s in range(3)])
+    standard = np.stack([bowl(EVAL_SEED_BASE + k) for k in range(3)])
+    assert np.abs(drawn[:, None] - standard[None]).max(-1).min() > 1e-3
+
+
+def test_the_scripted_expert_succeeds_and_its_points_follow_the_task(env):
+    obs = env.reset(EVAL_SEED_BASE)
+    success = False
+    for _ in range(env.max_steps):
+        obs, success, done = env.step(env.expert_action())
+        if done:
+            break
+    assert success and env.elapsed_steps < env.max_steps
+    points = obs["privileged"]["points"]  # the bowl, now on the plate
+    assert np.linalg.norm(points[0][:2] - points[1][:2]) < 0.03
+
+
+def test_the_plan_opens_before_placing_and_closes_last():
+    e = LiberoEnv(suite_tasks("libero_10")[9], render=False)  # the mug into the microwave, then close it
+    try:
+        e.reset(EVAL_SEED_BASE)
+        e.expert_action()
+        assert [step[0] for step in e._expert.plan] == ["pick_place", "articulate"]
+        assert e._expert.plan[-1][3] == ["close", "microwave_1"]
+    finally:
+        e.close()
+
+
+def test_libero_refuses_meta_world_only_options():
+    with pytest.raises(ValueError, match="Meta-World only"):
+        LiberoEnv(SPATIAL_0, perturb="lighting", render=False)
+    with pytest.raises(ValueError, match="unknown LIBERO camera"):
+        LiberoEnv(SPATIAL_0, camera="corner2")
+    r = subprocess.run([sys.executable, "-m", "reasonact", "collect", "--out", "/tmp/never", "--suite", "libero_goal",
+                        "--tasks", "12"], capture_output=True, text=True)
+    assert r.returncode != 0 and "task index 12 is outside 'libero_goal'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_debug_collect_train_eval_on_one_libero_task(tmp_path):
+    data = tmp_path / "data"
+    summary = reasonact.collect(data, suite="libero_spatial", tasks="0", episodes_per_task=2, resolution=32,
+                                workers=2, progress=False)
+    info = json.loads((data / "meta" / "info.json").read_text())
+    assert summary.new_episodes == 2 and info["env"] == "libero" and info["robot_type"] == "panda"
+    assert info["action_dim"] == 7 and info["state_dim"] == 10
+    assert all(s < EVAL_SEED_BASE for s in info["seeds"][SPATIAL_0])  # training layouts are drawn, not standard
+    run = reasonact.train(data, tmp_path / "run", config="debug", steps=2, batch_size=4, progress=False,
+                          reasoning="trace")
+    report = reasonact.evaluate(run, tmp_path / "ev", suite="libero_spatial", tasks="0", episodes_per_task=2,
+                                workers=2, max_steps=12, progress=False)
+    task = report["tasks"][SPATIAL_0]
+    assert task["seeds"] == [EVAL_SEED_BASE, EVAL_SEED_BASE + 1] and task["episodes"] == 2
+    assert not task["errors"] and task["mean_steps"] == 12
+    assert "standard init states" in (tmp_path / "ev" / "report.md").read_text()
+    with pytest.raises(ValueError, match="not Meta-World|not LIBERO|trained on 'libero'"):
+        reasonact.evaluate(run, tmp_path / "ev2", suite="reach-v3", episodes_per_task=1, progress=False)
