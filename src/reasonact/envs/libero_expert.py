@@ -20,7 +20,7 @@ import numpy as np
 FINGER_SPAN = 0.075  # metres: wider than this, an object is taken by its rim
 POS_GAIN = 12.0  # action per metre of error (saturates at 8 cm)
 ROT_GAIN = 3.0  # action per radian of error
-RETRIES = 2
+RETRIES = 3
 
 
 @dataclass
@@ -78,6 +78,7 @@ class LiberoExpert:
         self.home_rot = env.eef_rot()
         self.home_pos = env.eef_pos()
         self.grip = -1.0
+        self.tries: dict[str, int] = {}
         self.plan = plan(env.goal, self)
         first = self.plan[0]
         self._focus = (first[1], first[2]) if first[0] == "pick_place" else (first[1], first[1])
@@ -195,10 +196,16 @@ class LiberoExpert:
         """Go to ``pos`` (or, each step, to ``track()``) with the hand at ``yaw`` (or orientation ``R``); ends within
         ``tol`` metres and 0.15 rad."""
         pos = np.asarray(pos, dtype=np.float64)
+        trail = []
         for _ in range(max_steps):
             goal = track() if track is not None else pos
-            if np.linalg.norm(goal - self.env.eef_pos()) < tol and np.linalg.norm(self._rot_error(yaw, R)) < 0.15:
+            here = self.env.eef_pos()
+            if np.linalg.norm(goal - here) < tol and np.linalg.norm(self._rot_error(yaw, R)) < 0.15:
                 return
+            trail.append(here)
+            if len(trail) > 15 and np.linalg.norm(trail[-1] - trail[-11]) < 0.002 \
+                    and np.linalg.norm(self._rot_error(yaw, R)) < 0.15:
+                return  # blocked: the caller sees where it stopped
             yield self._action(goal, yaw, self.grip, R)
 
     def gripper(self, value: float, steps: int, yaw: float, pos=None) -> Iterator[np.ndarray]:
@@ -231,32 +238,46 @@ def _grasp(ex: LiberoExpert, obj: str, toward: np.ndarray | None = None) -> tupl
     return np.array([rim[0], rim[1], s.top - min(0.015, s.height / 2)]), ex.yaw_for(toward)
 
 
-def _target(ex: LiberoExpert, target: str, relation: str) -> tuple[np.ndarray, float]:
-    """(xy of where the object's centre must go, the z the object's bottom is released at)."""
+def _target(ex: LiberoExpert, target: str, relation: str) -> tuple[np.ndarray, float, float]:
+    """(xy of where the object's centre must go, the z its bottom is released at, the z its bottom must clear on the
+    way there)."""
     scene = ex.scene
     if target in scene.obj_body_id:  # an object or fixture: on top of it
         s = ex.shape(target)
-        return s.center[:2], s.top + 0.01
+        return s.center[:2], s.top + 0.01, s.top + 0.01
     site = np.array(ex.data.site_xpos[ex.model.site(target).id])
-    parent = scene.object_sites_dict[target].parent_name if target in scene.object_sites_dict else None
+    region = scene.object_sites_dict.get(target)
+    parent = region.parent_name if region is not None else None
+    if region is not None and getattr(region, "joints", None):  # inside a drawer: its open part, in front
+        jid, props = _joint(ex, target)
+        along = _world_axis(ex, jid) * np.sign(_joint_target(props, "open") - _joint_target(props, "close"))
+        front = _leading_point(ex, int(ex.model.jnt_bodyid[jid]), along)
+        xy = front[:2] - along[:2] * 0.09
+        return xy, site[2] + 0.02, ex.shape(parent).top + 0.02
     top = site[2]
-    if parent in scene.obj_body_id and relation == "in":
+    if parent in scene.obj_body_id and relation == "in":  # into a container: over its walls
         top = max(top, ex.shape(parent).top)
-    return site[:2], top + 0.01
+    return site[:2], top + 0.01, top + 0.01
 
 
 def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
     relation = getattr(ex, "_relation", {}).get((obj, target), "on")
     s = ex.shape(obj)
-    xy, release_bottom = _target(ex, target, relation)
+    xy, release_bottom, clear = _target(ex, target, relation)
     grasp, yaw = _grasp(ex, obj, toward=xy if s.height < 0.035 else None)
+    tries = ex.tries[obj] = ex.tries.get(obj, -1) + 1
+    if tries % 2 and s.width <= FINGER_SPAN:  # blocked last time: the other way round, if it fits
+        yaw = yaw + np.pi / 2 if s.length <= FINGER_SPAN else yaw
     above = grasp + np.array([0, 0, 0.10])
     yield from ex.gripper(-1.0, 4, ex.yaw_now())
     yield from ex.move(above, yaw, tol=0.015)
     yield from ex.move(grasp, yaw, tol=0.006, max_steps=60)
+    if ex.env.eef_pos()[2] > grasp[2] + 0.015:  # stopped on top of something: up, and let the plan retry
+        yield from ex.move(above, yaw, tol=0.02, max_steps=30)
+        return
     yield from ex.gripper(1.0, 12, yaw, pos=grasp)
     hang = grasp[2] - s.bottom  # how far the object reaches below the fingers
-    carry = max(grasp[2] + 0.12, release_bottom + hang + 0.08)
+    carry = max(grasp[2] + 0.12, release_bottom + hang + 0.08, clear + hang + 0.04)
     lifted_from = ex.env.position_of(obj)[2]
     yield from ex.move([*ex.env.eef_pos()[:2], carry], yaw, tol=0.02, max_steps=60)
     if ex.env.position_of(obj)[2] < lifted_from + 0.03:  # missed it: let go, go up, and let the plan retry
@@ -280,7 +301,7 @@ def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
 
 def push(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
     """Slide a flat object across the table until its centre is over ``target``: the closed hand, low, behind it."""
-    goal, _ = _target(ex, target, "on")
+    goal = _target(ex, target, "on")[0]
     ex.grip = 1.0
     for _ in range(3):  # re-aim when the object turns away from the line
         s = ex.shape(obj)
