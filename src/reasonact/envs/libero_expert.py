@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 
 FINGER_SPAN = 0.075  # metres: wider than this, an object is taken by its rim
+TALL_SPAN = 0.09  # a tall object up to this wide (its bounding box; a handle makes it look wider) is taken by its body
 POS_GAIN = 12.0  # action per metre of error (saturates at 8 cm)
 ROT_GAIN = 3.0  # action per radian of error
 RETRIES = 3
@@ -123,6 +124,22 @@ class LiberoExpert:
                and (m.geom_contype[g] or m.geom_conaffinity[g])]
         return np.concatenate(out) if out else np.array(d.xpos[body])[None]
 
+    def core(self, name: str) -> np.ndarray:
+        """World centre of an object's largest collision geom (a pot's body, not its handle)."""
+        m, d = self.model, self.data
+        bodies = set(self._bodies(self.scene.obj_body_id[name]))
+        geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0]
+        return np.array(d.geom_xpos[max(geoms, key=lambda g: float(np.prod(m.geom_aabb[g, 3:])))])
+
+    def handle(self, name: str, axis: np.ndarray) -> np.ndarray:
+        """World centre of the collision geom of an object furthest from its largest one along ``axis`` (a handle)."""
+        m, d = self.model, self.data
+        bodies = set(self._bodies(self.scene.obj_body_id[name]))
+        geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0]
+        core = self.core(name)
+        far = max(geoms, key=lambda g: abs(float((d.geom_xpos[g] - core)[:2] @ axis)))
+        return np.array(d.geom_xpos[far])
+
     def shape(self, name: str | int) -> Shape:
         """Bounding geometry of an object or fixture (by name) or of a body and its children (by id)."""
         pts = self.points(self.scene.obj_body_id[name] if isinstance(name, str) else int(name))
@@ -227,7 +244,11 @@ def _grasp(ex: LiberoExpert, obj: str, toward: np.ndarray | None = None) -> tupl
     facing the robot (or facing ``toward``, for flat ones: the hand then never reaches across them)."""
     s = ex.shape(obj)
     minor = np.array([-s.major[1], s.major[0]])
-    if s.width <= FINGER_SPAN:  # across the narrow side, from above, its upper half
+    tall = FINGER_SPAN < s.width <= TALL_SPAN and s.height > 0.08  # a pot with a handle: by the handle
+    if s.width <= FINGER_SPAN or tall:  # across the narrow side, from above, its upper half
+        if tall:  # by the handle: the part furthest from the body along the long axis, fingers across it
+            handle = ex.handle(obj, s.major)
+            return handle, ex.yaw_for(minor)
         depth = float(np.clip(s.height * 0.5, 0.01, 0.045))
         return np.array([s.center[0], s.center[1], s.top - depth]), ex.yaw_for(minor)
     # by the rim, fingers closing radially
@@ -238,7 +259,7 @@ def _grasp(ex: LiberoExpert, obj: str, toward: np.ndarray | None = None) -> tupl
     return np.array([rim[0], rim[1], s.top - min(0.015, s.height / 2)]), ex.yaw_for(toward)
 
 
-def _target(ex: LiberoExpert, target: str, relation: str) -> tuple[np.ndarray, float, float]:
+def _target(ex: LiberoExpert, target: str, relation: str, obj: str = "") -> tuple[np.ndarray, float, float]:
     """(xy of where the object's centre must go, the z its bottom is released at, the z its bottom must clear on the
     way there)."""
     scene = ex.scene
@@ -257,13 +278,33 @@ def _target(ex: LiberoExpert, target: str, relation: str) -> tuple[np.ndarray, f
     top = site[2]
     if parent in scene.obj_body_id and relation == "in":  # into a container: over its walls
         top = max(top, ex.shape(parent).top)
-    return site[:2], top + 0.01, top + 0.01
+    xy = site[:2]
+    size = getattr(region, "size", None)
+    if size is not None and relation == "on":  # on an area: where the objects already there leave room
+        xy = _free_spot(ex, obj, site, np.asarray(size, dtype=np.float64)[:2],
+                        np.array(ex.data.site_xmat[ex.model.site(target).id]).reshape(3, 3))
+    return xy, top + 0.01, top + 0.01
+
+
+def _free_spot(ex: LiberoExpert, obj: str, center: np.ndarray, size: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """A point of a region (``size``: its full extent in its own frame ``R``) as far as it can be from the other
+    movable objects, the centre when nothing is near."""
+    others = [ex.env.position_of(o)[:2] for o in ex.scene.objects_dict if o != obj]
+    best, best_score = center[:2], -1.0
+    for fx in np.linspace(-0.3, 0.3, 5):
+        for fy in np.linspace(-0.3, 0.3, 5):
+            p = center[:2] + (R[:2, :2] @ (np.array([fx, fy]) * size))
+            gap = min([np.linalg.norm(p - q) for q in others] or [1.0])
+            score = min(gap, 0.09) - 0.1 * np.linalg.norm(p - center[:2])  # room first, then near the centre
+            if score > best_score:
+                best, best_score = p, score
+    return best
 
 
 def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
     relation = getattr(ex, "_relation", {}).get((obj, target), "on")
     s = ex.shape(obj)
-    xy, release_bottom, clear = _target(ex, target, relation)
+    xy, release_bottom, clear = _target(ex, target, relation, obj)
     grasp, yaw = _grasp(ex, obj, toward=xy if s.height < 0.035 else None)
     tries = ex.tries[obj] = ex.tries.get(obj, -1) + 1
     if tries % 2 and s.width <= FINGER_SPAN:  # blocked last time: the other way round, if it fits
@@ -301,7 +342,7 @@ def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
 
 def push(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
     """Slide a flat object across the table until its centre is over ``target``: the closed hand, low, behind it."""
-    goal = _target(ex, target, "on")[0]
+    goal = _target(ex, target, "on", obj)[0]
     ex.grip = 1.0
     for _ in range(3):  # re-aim when the object turns away from the line
         s = ex.shape(obj)
