@@ -27,7 +27,14 @@ LEGACY_VERSION = "reasonact/v1"  # one file per episode as episode_NNNNNN.parque
 CHUNK_SIZE = 1000  # files per chunk directory
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
-FPS = 80  # Meta-World: 5 physics steps of 2.5 ms per action
+FPS = 80  # Meta-World: 5 physics steps of 2.5 ms per action (LIBERO: 20, its adapter's FPS)
+
+
+def fps_of(root: Path) -> int:
+    """Actions per second of the simulator a dataset was collected in."""
+    from ..envs import simulator
+
+    return simulator(read_info(root).get("env", "metaworld")).FPS
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # an image as LeRobot (Hugging Face) stores it
 DEPTH = pa.list_(pa.list_(pa.uint16()))  # (H, W) rows, DEPTH_SCALE metres per unit
 # Settings that must match for two collections to share a directory.
@@ -279,6 +286,7 @@ def write_episode(root: Path, result: dict, episode_index: int, first_index: int
     the views, ``result["dims"]`` the vector widths)."""
     cols = result["columns"]
     n = result["length"]
+    fps = fps_of(root)
     schema = episode_schema(result["views"], *result["dims"]).with_metadata(
         {
             "reasonact.task": result["task"],
@@ -288,7 +296,7 @@ def write_episode(root: Path, result: dict, episode_index: int, first_index: int
         }
     )
     index = {"index": np.arange(first_index, first_index + n), "episode_index": np.full(n, episode_index),
-             "frame_index": np.arange(n), "timestamp": np.arange(n, dtype=np.float32) / FPS,
+             "frame_index": np.arange(n), "timestamp": np.arange(n, dtype=np.float32) / fps,
              "task_index": np.full(n, task_index)}
     arrays = []
     for f in schema:
@@ -434,7 +442,7 @@ def finalize(root: Path) -> int:
         experts={x: sum(e["expert"] == x for e in episodes) for x in EXPERTS},
         total_frames=first,
         total_tasks=len(tasks),
-        fps=FPS,
+        fps=sim.FPS,
         chunks_size=CHUNK_SIZE,
         data_files_size_in_mb=100,
         video_files_size_in_mb=200,

@@ -46,6 +46,7 @@ SETTLE_STEPS = 10
 NOOP = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
 ACTION_SPACE = "libero-osc-pose-delta+gripper"
 ROBOT = "panda"
+FPS = 20  # actions per second (robosuite's control frequency)
 
 
 class LiberoNotInstalled(RuntimeError):

@@ -45,6 +45,7 @@ DEFAULT_CAMERA = "corner2"
 DEFAULT_STATE_MODE = "goal"
 ACTION_SPACE = "metaworld-xyz-delta+gripper"
 ROBOT = "sawyer"
+FPS = 80  # actions per second: 5 physics steps of 2.5 ms each
 
 
 def resolve_tasks(suite: str, tasks: str | list[str] | None = None) -> list[str]:
