@@ -328,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .data.format import DatasetError
+    from .envs.libero import LiberoNotInstalled
 
     try:
         args.func(args)
@@ -338,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         # the input's fault, said by our own checks; anything else is named by its type
-        ours = isinstance(e, (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, DatasetError))
+        ours = isinstance(e, (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, DatasetError,
+                              LiberoNotInstalled))
         text = " ".join(str(e).split()) if ours else f"{type(e).__name__}: {' '.join(str(e).split())}"
         print(f"error: {text}" + ("" if ours else " (reasonact --debug ... shows the traceback)"), file=sys.stderr)
         return 2

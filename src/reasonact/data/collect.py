@@ -153,6 +153,21 @@ def _open(root: Path, settings: dict, task_list: list[str]) -> list[str]:
     return all_tasks
 
 
+def _simulator_settings(suite: str, tasks, resolution: int, camera: str | None, state_mode: str | None, expert: str,
+                        start_jitter: float) -> tuple[str, list[str], str, str]:
+    """(simulator name, tasks, cameras normalised, state mode) for a suite, defaults filled in, or a clear error."""
+    from ..envs import simulator, simulator_name
+
+    sim = simulator(suite)
+    task_list = sim.resolve_tasks(suite, tasks)
+    camera, state_mode = camera or sim.DEFAULT_CAMERA, state_mode or sim.DEFAULT_STATE_MODE
+    sim.validate_render_args(resolution, camera, state_mode)
+    name = simulator_name(suite)
+    if name == "libero" and (expert == "path" or start_jitter):
+        raise ValueError("random-path episodes (--expert path) and --start-jitter are implemented for Meta-World only")
+    return name, task_list, ",".join(sim.parse_cameras(camera)), state_mode  # cameras: as the dataset records them
+
+
 def _check_counts(expert: str, episodes_per_task, task_episodes: dict, task_list: list[str], seed,
                   start_jitter) -> None:
     if expert not in EXPERTS:
@@ -195,14 +210,8 @@ def collect(
     ``episodes_per_task`` (e.g. ``{"push-v3": 200}``: more layouts for a hard task). ``camera`` and
     ``state_mode`` default to the simulator's (Meta-World: corner2, goal; LIBERO: agentview,robot0_eye_in_hand,
     proprio)."""
-    from ..envs import simulator, simulator_name
-
-    sim = simulator(suite)
-    task_list = sim.resolve_tasks(suite, tasks)
-    camera, state_mode = camera or sim.DEFAULT_CAMERA, state_mode or sim.DEFAULT_STATE_MODE
-    sim.validate_render_args(resolution, camera, state_mode)
-    if simulator_name(suite) == "libero" and (expert == "path" or start_jitter):
-        raise ValueError("random-path episodes (--expert path) and --start-jitter are implemented for Meta-World only")
+    sim_name, task_list, camera, state_mode = _simulator_settings(suite, tasks, resolution, camera, state_mode,
+                                                                 expert, start_jitter)
     task_episodes = dict(task_episodes or {})
     _check_counts(expert, episodes_per_task, task_episodes, task_list, seed, start_jitter)
     wanted = {t: task_episodes.get(t, episodes_per_task) for t in task_list}
@@ -213,8 +222,7 @@ def collect(
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"--out {root} is a file; a dataset is a directory: choose another --out")
-    camera = ",".join(sim.parse_cameras(camera))  # normalised: the name the dataset is checked against
-    all_tasks = _open(root, {"env": simulator_name(suite), "suite": suite, "resolution": resolution, "camera": camera,
+    all_tasks = _open(root, {"env": sim_name, "suite": suite, "resolution": resolution, "camera": camera,
                              "state_mode": state_mode, "seed": seed, "start_jitter": float(start_jitter)}, task_list)
     existing = existing_episodes(root)
     failures = read_failures(root)

@@ -27,7 +27,13 @@ LEGACY_VERSION = "reasonact/v1"  # one file per episode as episode_NNNNNN.parque
 CHUNK_SIZE = 1000  # files per chunk directory
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
-FPS = 80  # Meta-World: 5 physics steps of 2.5 ms per action (LIBERO: 20, its adapter's FPS)
+
+IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # an image as LeRobot (Hugging Face) stores it
+DEPTH = pa.list_(pa.list_(pa.uint16()))  # (H, W) rows, DEPTH_SCALE metres per unit
+# Settings that must match for two collections to share a directory.
+SETTING_KEYS = ("env", "suite", "resolution", "camera", "state_mode", "seed", "start_jitter")
+SETTING_DEFAULTS = {"start_jitter": 0.0}  # what a dataset written before the key existed was collected with
+EXPERTS = ("task", "path")  # the task's scripted expert; random paths through its scene (steering)
 
 
 def fps_of(root: Path) -> int:
@@ -35,12 +41,6 @@ def fps_of(root: Path) -> int:
     from ..envs import simulator
 
     return simulator(read_info(root).get("env", "metaworld")).FPS
-IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # an image as LeRobot (Hugging Face) stores it
-DEPTH = pa.list_(pa.list_(pa.uint16()))  # (H, W) rows, DEPTH_SCALE metres per unit
-# Settings that must match for two collections to share a directory.
-SETTING_KEYS = ("env", "suite", "resolution", "camera", "state_mode", "seed", "start_jitter")
-SETTING_DEFAULTS = {"start_jitter": 0.0}  # what a dataset written before the key existed was collected with
-EXPERTS = ("task", "path")  # the task's scripted expert; random paths through its scene (steering)
 
 
 def episode_file(root: Path, episode: int) -> Path:

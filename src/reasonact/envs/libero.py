@@ -69,18 +69,21 @@ def _libero():
         if not (root / "config.yaml").exists():
             _write_config(root)
         os.environ["LIBERO_CONFIG_PATH"] = str(root)
-    logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        try:
-            import libero.libero as libero_root
-            import robosuite
-            from libero.libero import benchmark
-            from libero.libero.envs import TASK_MAPPING
-        except ImportError as e:
-            raise LiberoNotInstalled(f"LIBERO did not import ({e}): run `make setup-libero`") from e
-        libero_root._assets_path_cache = str(root / "assets")
-        suites = {name: benchmark.get_benchmark(name)(0) for name in SUITES}
+    logging.disable(logging.WARNING)  # robosuite's import warns that it has no private macro file
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            try:
+                import libero.libero as libero_root
+                import robosuite
+                from libero.libero import benchmark
+                from libero.libero.envs import TASK_MAPPING
+            except ImportError as e:
+                raise LiberoNotInstalled(f"LIBERO did not import ({e}): run `make setup-libero`") from e
+            libero_root._assets_path_cache = str(root / "assets")
+            suites = {name: benchmark.get_benchmark(name)(0) for name in SUITES}
+    finally:
+        logging.disable(logging.NOTSET)
     logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
     return {"robosuite": robosuite, "TASK_MAPPING": TASK_MAPPING, "suites": suites,
             "bddl_root": Path(libero_root.__file__).parent / "bddl_files"}
