@@ -3,11 +3,12 @@
 A goal such as ``(On akita_black_bowl_1 plate_1)`` or ``(In white_yellow_mug_1 microwave_1_heating_region) (Close
 microwave_1)`` becomes a chain of skills -- pick-and-place, open, close, turn on -- each a generator of actions
 that reads the scene as it goes (where the object is now, how far the drawer has moved). A skill whose predicate
-does not hold when it ends is tried again, a few times. Geometry comes from the objects' collision geoms, so one
-grasp rule serves every object: across its narrow side when that fits between the fingers, else by its rim.
+does not hold when it ends is tried again, a few times. Geometry comes from the objects' collision geoms, so a few
+grasp rules serve every object: across its narrow side when that fits between the fingers, by the handle when a
+tall object is a little too wide (a pot), else by its rim (on the target's side for a flat one).
 
 The controller is a saturated proportional one on LIBERO's delta actions (position and world-frame axis-angle),
-with the gripper pointing down at the yaw a grasp asks for.
+with the gripper pointing down at the yaw a grasp asks for, or turned to face a drawer's handle.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 FINGER_SPAN = 0.075  # metres: wider than this, an object is taken by its rim
-TALL_SPAN = 0.09  # a tall object up to this wide (its bounding box; a handle makes it look wider) is taken by its body
+TALL_SPAN = 0.09  # a tall object up to this wide (its bounding box; a handle makes it look wider) is taken by its handle
 POS_GAIN = 12.0  # action per metre of error (saturates at 8 cm)
 ROT_GAIN = 3.0  # action per radian of error
 RETRIES = 3
@@ -80,6 +81,7 @@ class LiberoExpert:
         self.home_pos = env.eef_pos()
         self.grip = -1.0
         self.tries: dict[str, int] = {}
+        self.relation: dict[tuple[str, str], str] = {}  # (object, target) -> "on" or "in", from the goal
         self.plan = plan(env.goal, self)
         first = self.plan[0]
         self._focus = (first[1], first[2]) if first[0] == "pick_place" else (first[1], first[1])
@@ -302,7 +304,7 @@ def _free_spot(ex: LiberoExpert, obj: str, center: np.ndarray, size: np.ndarray,
 
 
 def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
-    relation = getattr(ex, "_relation", {}).get((obj, target), "on")
+    relation = ex.relation.get((obj, target), "on")
     s = ex.shape(obj)
     xy, release_bottom, clear = _target(ex, target, relation, obj)
     grasp, yaw = _grasp(ex, obj, toward=xy if s.height < 0.035 else None)
@@ -338,33 +340,6 @@ def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
     yield from ex.move(None, yaw, tol=0.008, max_steps=80, track=over_target(release))
     yield from ex.gripper(-1.0, 10, yaw)
     yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.10]), yaw, tol=0.02, max_steps=40)
-
-
-def push(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
-    """Slide a flat object across the table until its centre is over ``target``: the closed hand, low, behind it."""
-    goal = _target(ex, target, "on", obj)[0]
-    ex.grip = 1.0
-    for _ in range(3):  # re-aim when the object turns away from the line
-        s = ex.shape(obj)
-        d = goal - s.center[:2]
-        if np.linalg.norm(d) < 0.015:
-            return
-        u = d / np.linalg.norm(d)
-        reach = max(s.length, s.width) / 2
-        yaw = ex.yaw_for(np.array([-u[1], u[0]]))  # fingers across the direction of travel
-        start = np.array([*(s.center[:2] - u * (reach + 0.04)), s.bottom + 0.02])
-        yield from _approach(ex, start, yaw, clearance=0.06)
-        for _ in range(120):
-            c = ex.shape(obj).center[:2]
-            rest = goal - c
-            if np.linalg.norm(rest) < 0.012 or rest @ u < 0:
-                break
-            off_line = (c - goal) - u * ((c - goal) @ u)
-            if np.linalg.norm(off_line) > 0.03:
-                break
-            step = ex.env.eef_pos()
-            yield ex._action(np.array([*(step[:2] + u * min(0.05, np.linalg.norm(rest) + 0.01)), start[2]]), yaw, 1.0)
-    yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.08]), ex.yaw_now(), tol=0.02, max_steps=30)
 
 
 def _joint(ex: LiberoExpert, name: str) -> tuple[int, dict]:
@@ -527,11 +502,10 @@ def plan(goal: list[list[str]], ex: LiberoExpert) -> list[tuple[str, str, str, l
     """The skills that reach a BDDL goal, in an order that works: opening first, placing next, closing and
     switching on last. Each entry: (skill, first argument, second argument, the predicate it must make hold)."""
     steps = []
-    ex._relation = {}
     for g in goal:
         kind = g[0].lower()
         if kind in ("on", "in"):
-            ex._relation[(g[1], g[2])] = kind
+            ex.relation[(g[1], g[2])] = kind
             site = ex.scene.object_sites_dict.get(g[2])
             if kind == "in" and site is not None and getattr(site, "joints", None) and not ex.env.holds(["open", g[2]]):
                 steps.append((ORDER["open"], ("articulate", g[2], "open", ["open", g[2]])))
