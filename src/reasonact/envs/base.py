@@ -47,3 +47,27 @@ class Env(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def parse_views(camera: str, cameras: tuple[str, ...], wrist: tuple[str, ...], *, label: str, hint: str,
+                third_person: str) -> list[str]:
+    """``"a,b"`` -> the views in order, each one of ``cameras``, none twice, the first not a ``wrist`` camera (it holds
+    the trace). ``label`` names the simulator in errors, ``hint`` explains the names, ``third_person`` is suggested."""
+    views = [v.strip() for v in str(camera).split(",")]
+    unknown = [v for v in views if v not in cameras]
+    if unknown or not views:
+        raise ValueError(f"unknown {label}camera {', '.join(unknown) or repr(camera)}; cameras: {', '.join(cameras)} "
+                         f"({hint})")
+    if len(set(views)) != len(views):
+        raise ValueError(f"camera {camera!r} names a view twice")
+    if views[0] in wrist:
+        raise ValueError(f"the first view holds the trace and must be a fixed third-person camera, not {views[0]!r} "
+                         f"(try {third_person},{views[0]})")
+    return views
+
+
+def check_render_args(resolution: int, state_mode: str, state_modes: dict, label: str) -> None:
+    if not isinstance(resolution, int) or not 16 <= resolution <= 1024:
+        raise ValueError(f"resolution must be an integer from 16 to 1024 pixels, got {resolution!r}")
+    if state_mode not in state_modes:
+        raise ValueError(f"unknown {label}state mode {state_mode!r}; choose from {', '.join(state_modes)}")

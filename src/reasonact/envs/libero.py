@@ -28,7 +28,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from .base import EVAL_SEED_BASE, Observation  # noqa: E402
+from .base import EVAL_SEED_BASE, Observation, check_render_args, parse_views  # noqa: E402
 from .render import ViewRenderer  # noqa: E402
 
 SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
@@ -158,25 +158,13 @@ def resolve_tasks(suite: str, tasks: str | list[str] | None = None) -> list[str]
 
 
 def parse_cameras(camera: str | None) -> list[str]:
-    views = [v.strip() for v in str(camera or DEFAULT_CAMERA).split(",")]
-    unknown = [v for v in views if v not in CAMERAS]
-    if unknown or not views:
-        raise ValueError(f"unknown LIBERO camera {', '.join(unknown) or repr(camera)}; cameras: {', '.join(CAMERAS)} "
-                         f"(several views: comma-separated, e.g. {DEFAULT_CAMERA})")
-    if len(set(views)) != len(views):
-        raise ValueError(f"camera {camera!r} names a view twice")
-    if views[0] in WRIST_CAMERAS:
-        raise ValueError(f"the first view holds the trace and must be a fixed third-person camera, not {views[0]!r} "
-                         f"(try agentview,{views[0]})")
-    return views
+    return parse_views(camera or DEFAULT_CAMERA, CAMERAS, WRIST_CAMERAS, label="LIBERO ", third_person="agentview",
+                       hint=f"several views: comma-separated, e.g. {DEFAULT_CAMERA}")
 
 
 def validate_render_args(resolution: int, camera: str | None, state_mode: str | None = None) -> None:
-    if not isinstance(resolution, int) or not 16 <= resolution <= 1024:
-        raise ValueError(f"resolution must be an integer from 16 to 1024 pixels, got {resolution!r}")
+    check_render_args(resolution, state_mode or DEFAULT_STATE_MODE, STATE_MODES, "LIBERO ")
     parse_cameras(camera)
-    if (state_mode or DEFAULT_STATE_MODE) not in STATE_MODES:
-        raise ValueError(f"unknown LIBERO state mode {state_mode!r}; choose from {', '.join(STATE_MODES)}")
 
 
 def check_policy(info) -> str:

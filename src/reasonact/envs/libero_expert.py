@@ -513,5 +513,6 @@ def plan(goal: list[list[str]], ex: LiberoExpert) -> list[tuple[str, str, str, l
         elif kind in ("open", "close", "turnon"):
             steps.append((ORDER[kind], ("articulate", g[1], kind, g)))
         else:
-            raise NotImplementedError(f"no scripted skill for the predicate {g[0]!r}")
+            raise ValueError(f"the LIBERO experts have skills for on, in, open, close and turnon; this goal asks for "
+                             f"{g[0]!r}")
     return [s for _, s in sorted(steps, key=lambda x: x[0])]

@@ -16,7 +16,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from .base import Observation  # noqa: E402
+from .base import Observation, check_render_args, parse_views  # noqa: E402
 from .instructions import METAWORLD_TEXT  # noqa: E402
 from .perturb import ScenePerturber, parse_perturb  # noqa: E402
 from .render import ViewRenderer  # noqa: E402
@@ -73,25 +73,13 @@ def resolve_tasks(suite: str, tasks: str | list[str] | None = None) -> list[str]
 
 def parse_cameras(camera: str | None) -> list[str]:
     """``"zoom,gripperPOV"`` -> the views in order; the first is the third-person view the trace lives in."""
-    views = [v.strip() for v in str(camera or DEFAULT_CAMERA).split(",")]
-    unknown = [v for v in views if v not in CAMERAS]
-    if unknown or not views:
-        raise ValueError(f"unknown camera {', '.join(unknown) or repr(camera)}; cameras: {', '.join(CAMERAS)} "
-                         "(zoom: corner2 moved closer; several views: comma-separated, e.g. zoom,gripperPOV)")
-    if len(set(views)) != len(views):
-        raise ValueError(f"camera {camera!r} names a view twice")
-    if views[0] in WRIST_CAMERAS:
-        raise ValueError(f"the first view holds the trace and must be a fixed third-person camera, not {views[0]!r} "
-                         f"(try zoom,{views[0]})")
-    return views
+    return parse_views(camera or DEFAULT_CAMERA, CAMERAS, WRIST_CAMERAS, label="", third_person="zoom",
+                       hint="zoom: corner2 moved closer; several views: comma-separated, e.g. zoom,gripperPOV")
 
 
 def validate_render_args(resolution: int, camera: str | None, state_mode: str | None = None) -> None:
-    if not isinstance(resolution, int) or not 16 <= resolution <= 1024:
-        raise ValueError(f"resolution must be an integer from 16 to 1024 pixels, got {resolution!r}")
+    check_render_args(resolution, state_mode or DEFAULT_STATE_MODE, STATE_MODES, "")
     parse_cameras(camera)
-    if (state_mode or DEFAULT_STATE_MODE) not in STATE_MODES:
-        raise ValueError(f"unknown state mode {state_mode!r}; choose from {', '.join(STATE_MODES)}")
 
 
 def check_policy(info) -> str:
