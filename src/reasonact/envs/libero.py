@@ -4,7 +4,9 @@ The four suites ``libero_spatial``, ``libero_object``, ``libero_goal`` and ``lib
 task's own language as the instruction. Layouts: seeds ``EVAL_SEED_BASE + k`` (k < 50) are the suite's 50 standard
 init states, the ones every published LIBERO number is measured on (``reasonact eval``'s default seeds); any other
 seed is a fresh layout drawn from the task's BDDL placement regions (as LIBERO drew its own), so training data,
-collected from seeds below ``EVAL_SEED_BASE``, never holds an evaluation layout.
+collected from seeds below ``EVAL_SEED_BASE``, never holds an evaluation layout. Two faults of LIBERO's samplers are
+corrected for drawn layouts: objects in a fixture's region (on the cabinet, in its drawer, on the stove) are put
+where the region is, and objects are lowered onto their supports instead of dropped from up to a metre.
 After every reset the scene settles for ``SETTLE_STEPS`` no-op steps, as the papers' evaluations do.
 
 Rendering is ours (:class:`reasonact.envs.render.ViewRenderer`, shadows, reflections and collision meshes off,
@@ -247,10 +249,13 @@ class LiberoEnv:
         np.random.seed(seed % 2**32)  # robosuite's placement samplers draw from numpy's global generator
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
+            self._unplace_fixtures()
             self._env.reset()
             if 0 <= k < STANDARD_INIT_STATES:
                 self._env.sim.set_state_from_flattened(self._init_states[k])
                 self._env.sim.forward()
+            else:
+                self._lower_objects()
             for _ in range(SETTLE_STEPS):
                 self._env.step(NOOP)
         self._t = 0
@@ -346,6 +351,39 @@ class LiberoEnv:
         return [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies]
 
     # -- internals --------------------------------------------------------------------------------
+    def _unplace_fixtures(self) -> None:
+        """Move the fixtures (cabinet, stove, microwave) to the origin before LIBERO's samplers run. An object in a
+        fixture's region (a bowl on the cabinet, in its drawer, on the stove) is placed at the fixture's new
+        position plus the region's position in the world as it is when sampling starts, which counts the fixture's
+        old position twice; with the fixture at the origin that term is the region's offset in the fixture, as the
+        sum means. The fixtures' own placement, and so every standard init state, is unchanged."""
+        m = self.sim.model._model
+        ids = [m.body(f.root_body).id for f in self._env.fixtures_dict.values()]
+        m.body_pos[ids] = 0.0
+        m.body_quat[ids] = (1.0, 0.0, 0.0, 0.0)
+
+    def _lower_objects(self, max_periods: int = 400) -> None:
+        """Bring a drawn layout's objects down onto what they stand on, slowly. LIBERO's samplers place objects
+        up to a metre above their supports; falling freely, a bowl bounces out of a drawer or off the table. Here
+        everything else is held still and the objects' velocities are zeroed every control period (so they land
+        at under 0.5 m/s), until none moves."""
+        import mujoco
+
+        m, d = self.sim.model._model, self.sim.data._data
+        free = [j for j in range(m.njnt) if m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+        obj_q = np.concatenate([np.arange(m.jnt_qposadr[j], m.jnt_qposadr[j] + 7) for j in free])
+        held = np.setdiff1d(np.arange(m.nq), obj_q)
+        q_held = d.qpos[held].copy()
+        substeps = max(1, round(1.0 / (FPS * m.opt.timestep)))
+        for period in range(max_periods):
+            before = d.qpos[obj_q].copy()
+            mujoco.mj_step(m, d, nstep=substeps)
+            d.qpos[held] = q_held
+            d.qvel[:] = 0
+            if period >= 5 and np.abs(d.qpos[obj_q] - before).max() < 2e-4:
+                break
+        mujoco.mj_forward(m, d)
+
     def _observe(self) -> Observation:
         data = self.sim.data._data
         obs: Observation = {}
