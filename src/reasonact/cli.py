@@ -250,7 +250,7 @@ def _add_serve(sub) -> None:
 def _add_console(sub) -> None:
     p = _parser(sub, "console", "a browser console to watch and steer a policy in a live episode")
     p.add_argument("--checkpoint", required=True, help="run directory written by `reasonact train`")
-    p.add_argument("--task", required=True, help="a Meta-World task, e.g. reach-v3")
+    p.add_argument("--task", required=True, help="a Meta-World task (reach-v3) or a LIBERO task by its name")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=_port, default=8000, help="port to listen on")
     p.add_argument("--seed", type=int, default=None, help="first layout (default: a held-out one)")
