@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from pathlib import Path
@@ -30,8 +31,11 @@ def main() -> None:
     ap.add_argument("--precisions", default=None, help="default: bf16 on CUDA; fp32,bf16 on CPU")
     ap.add_argument("--compile", default="off", help="off, on, or off,on to measure both")
     ap.add_argument("--views", type=int, default=1, help="camera views per observation (16 tokens each at 64 px)")
+    ap.add_argument("--model-overrides", default="{}",
+                    help='JSON merged into every config, e.g. \'{"n_layers": 2}\' (as `train --model-overrides`)')
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    overrides = json.loads(a.model_overrides)
 
     from reasonact.model.arm import ActionReasoningModel
     from reasonact.model.config import Config, SequenceConfig, model_config
@@ -45,7 +49,7 @@ def main() -> None:
     peak = peak_flops(dev)
     rows = []
     for name in a.configs.split(","):
-        mcfg = model_config(name, views=a.views)
+        mcfg = model_config(name, **{"views": a.views, **overrides})
         for mode, prec, compiled in itertools.product(a.modes.split(","), precisions, a.compile.split(",")):
             seq = SequenceConfig(reasoning=mode, decoder=a.decoder)
             torch.manual_seed(0)
@@ -80,13 +84,13 @@ def main() -> None:
             sps = a.iters * B / (time.perf_counter() - t0)
             seq_len = model.n_prefix + len(training_span(model.n_prefix, model.block_lengths(), a.decoder == "diffusion")[0])
             row = {"config": name, "mode": mode, "precision": prec, "compile": compiled, "views": a.views,
-                   "batch": B, "tokens": seq_len,
+                   "overrides": a.model_overrides if overrides else "", "batch": B, "tokens": seq_len,
                    "params_M": sum(p.numel() for p in model.parameters()) / 1e6, "samples_per_s": sps,
                    "mfu": sps * flops_per_sample(model, seq_len) / peak if peak else None, "device": dev.type}
             rows.append(row)
             print(row)
-    report(f"train_{dev.type}", rows, ["config", "mode", "precision", "compile", "views", "batch", "tokens", "params_M",
-                                       "samples_per_s", "mfu", "device"], out=a.out)
+    report(f"train_{dev.type}", rows, ["config", "mode", "precision", "compile", "views", "overrides", "batch", "tokens",
+                                       "params_M", "samples_per_s", "mfu", "device"], out=a.out)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,9 @@ class ModelConfig:
 MODEL_PRESETS: dict[str, ModelConfig] = {
     # Seconds on a CPU: tests and smoke runs.
     "debug": ModelConfig(name="debug", image_size=32, patch_size=8, d_model=64, n_layers=2, n_heads=2, mlp_hidden=128),
-    # Minutes on a CPU: the quickstart.
+    # Minutes on a CPU: the quickstart (1.1 M parameters; half tiny's cost per sample).
+    "nano": ModelConfig(name="nano", image_size=64, patch_size=16, d_model=128, n_layers=4, n_heads=4, mlp_hidden=352),
+    # Tens of minutes on a CPU: the shipped MT10 and LIBERO policies.
     "tiny": ModelConfig(name="tiny", image_size=64, patch_size=16, d_model=192, n_layers=4, n_heads=4, mlp_hidden=512),
     # One GPU.
     "small": ModelConfig(name="small", image_size=128, patch_size=16, d_model=384, n_layers=8, n_heads=6, mlp_hidden=1024),

@@ -139,6 +139,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Seconds on a CPU: tests and smoke runs.
     "debug": TrainConfig(config="debug", steps=50, batch_size=8, depth_vae_steps=100, log_every=5, save_every=25),
     # Minutes to an hour on a 2-core CPU.
+    "nano": TrainConfig(config="nano"),
     "tiny": TrainConfig(config="tiny"),
     # One GPU.
     "small": TrainConfig(config="small"),
