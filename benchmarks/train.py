@@ -1,5 +1,6 @@
-"""Training throughput: samples per second (and model FLOPs utilisation on a GPU) per model config,
-on synthetic batches of the right shapes.
+"""Training throughput: samples per second and model FLOPs utilisation (MFU) per model config, on synthetic
+batches of the right shapes. MFU is the step's model FLOPs as a share of a GPU's peak, or on a CPU of the rate
+this machine multiplies the model's own matrices at, in the same precision (measured after each row's steps).
 
     python benchmarks/train.py [--configs debug,tiny,small] [--device cpu|cuda] [--batch-size 64]
         [--views 2] [--compile off,on]
@@ -46,7 +47,6 @@ def main() -> None:
     dev = torch.device(a.device)
     precisions = (a.precisions or ("bf16" if dev.type == "cuda" else "fp32,bf16")).split(",")
     vocab = Vocab(text=512)
-    peak = peak_flops(dev)
     rows = []
     for name in a.configs.split(","):
         mcfg = model_config(name, **{"views": a.views, **overrides})
@@ -83,6 +83,7 @@ def main() -> None:
                 torch.cuda.synchronize()
             sps = a.iters * B / (time.perf_counter() - t0)
             seq_len = model.n_prefix + len(training_span(model.n_prefix, model.block_lengths(), a.decoder == "diffusion")[0])
+            peak = peak_flops(dev, model, B * seq_len, prec == "bf16")
             row = {"config": name, "mode": mode, "precision": prec, "compile": compiled, "views": a.views,
                    "overrides": a.model_overrides if overrides else "", "batch": B, "tokens": seq_len,
                    "params_M": sum(p.numel() for p in model.parameters()) / 1e6, "samples_per_s": sps,

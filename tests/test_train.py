@@ -153,7 +153,7 @@ def test_bad_input_fails_clearly(fake_data, tmp_path):
         pq.write_table(pq.read_table(f).drop_columns(["action"]), f)
     with pytest.raises(DatasetError, match="no action column"):
         _train(broken, tmp_path / "r1", 2)
-    with pytest.raises(ValueError, match="debug, tiny, small, base"):
+    with pytest.raises(ValueError, match="debug, nano, tiny, small, base"):
         reasonact.train(fake_data, tmp_path / "r2", config="huge", progress=False)
     with pytest.raises(ValueError, match="reasoning mode"):
         reasonact.train(fake_data, tmp_path / "r3", reasoning="dream", progress=False)

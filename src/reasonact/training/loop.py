@@ -37,7 +37,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def train(data: str | Path | None, out: str | Path, *, resume: bool = False, device: str | None = None,
           progress: bool = True, **overrides) -> Path:
     """Train a policy on ``data`` into the run directory ``out``; options are :class:`TrainConfig`'s fields
-    (``config`` names a preset: debug, tiny, small, base)."""
+    (``config`` names a preset: debug, nano, tiny, small, base)."""
     cfg, data = resolve_config(data, Path(out), resume, overrides)
     s = build(data, out, cfg, resume=resume, device=device, progress=progress)
     if s.start >= cfg.steps:
@@ -81,7 +81,7 @@ def loop(s: Setup, show: bool) -> None:
                             points=batch["points"], points_weight=cfg.points_weight)
         s.opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
         s.opt.step()
         if s.ema is not None:
             s.ema.update()

@@ -298,7 +298,7 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.95), fused=dev.type == "cuda")
+                            lr=cfg.lr, betas=(0.9, 0.95), fused=dev.type in ("cuda", "cpu"))
     setup = Setup(run, cfg, spec, model, model, opt, *sources, dev, rank, world)
     if not resume and cfg.precision == "auto":  # decided once, saved: a resumed run keeps it
         setup.cfg = cfg = replace(cfg, precision=choose_precision(setup, max(1, cfg.batch_size // world)))
