@@ -159,5 +159,16 @@ def test_debug_collect_train_eval_on_one_libero_task(tmp_path):
         session.step()
         msg = session.message()
         assert msg["step"] > 0 and len(msg["trace"]) == 5 and msg["frame"] and len(msg["actions"][0]) == 7
+        # `reasonact serve` answers a LIBERO observation (two views, 10-d state) as the policy does in process
+        from reasonact.client import PolicyClient
+        from reasonact.serve.server import BackgroundServer
+
+        policy = session.policy
+        with BackgroundServer(policy) as url, PolicyClient(url) as client:
+            assert client.info.env == "libero" and client.info.views == policy.info.views and len(policy.info.views) == 2
+            remote, local = client.predict(session.obs), policy.predict(session.obs)
+            assert remote.actions.shape == (policy.info.horizon, 7)
+            np.testing.assert_array_equal(remote.actions, local.actions)
+            np.testing.assert_array_equal(remote.trace, local.trace)
     finally:
         session.close()
