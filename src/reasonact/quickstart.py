@@ -15,8 +15,9 @@ from pathlib import Path
 from .settings import setting
 from .training.config import TRAIN_PRESETS, TrainConfig
 
-# Push is learnt on every seed tried only after ~160,000 samples: the nano model (half tiny's cost per sample),
-# small batches at a higher learning rate, the pointing loss and averaged weights (RESULTS.md, "The quickstart").
+# At ~90,000 samples the seed decided whether push was learnt; at 160,000 it was on every seed tried. The nano
+# model (half tiny's cost per sample) fits them in the minutes, with small batches at a higher learning rate, the
+# pointing loss and averaged weights (RESULTS.md, "The quickstart").
 QUICKSTART_TRAIN = replace(TRAIN_PRESETS["nano"], reasoning="act", steps=5000, batch_size=32, lr=2e-3, ema=0.999,
                            points_weight=1.0, compile=True)
 
