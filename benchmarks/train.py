@@ -55,7 +55,7 @@ def main() -> None:
             torch.manual_seed(0)
             model = ActionReasoningModel(Config(mcfg, seq), vocab).to(dev)
             net = torch.compile(model) if compiled == "on" else model
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type in ("cuda", "cpu"))  # as training
             B = a.batch_size
             g = torch.Generator().manual_seed(0)
             img = torch.rand(B, a.views, 3, mcfg.image_size, mcfg.image_size, device=dev)
@@ -84,14 +84,16 @@ def main() -> None:
             sps = a.iters * B / (time.perf_counter() - t0)
             seq_len = model.n_prefix + len(training_span(model.n_prefix, model.block_lengths(), a.decoder == "diffusion")[0])
             peak = peak_flops(dev, model, B * seq_len, prec == "bf16")
+            few = {b: t[:2] for b, t in targets.items()}
+            fps = flops_per_sample(model, lambda: model(img[:2], instr[:2], state[:2], few, None, None)[0], 2)
             row = {"config": name, "mode": mode, "precision": prec, "compile": compiled, "views": a.views,
                    "overrides": a.model_overrides if overrides else "", "batch": B, "tokens": seq_len,
                    "params_M": sum(p.numel() for p in model.parameters()) / 1e6, "samples_per_s": sps,
-                   "mfu": sps * flops_per_sample(model, seq_len) / peak if peak else None, "device": dev.type}
+                   "gflop_per_sample": fps / 1e9, "mfu": sps * fps / peak if peak else None, "device": dev.type}
             rows.append(row)
             print(row)
     report(f"train_{dev.type}", rows, ["config", "mode", "precision", "compile", "views", "overrides", "batch", "tokens",
-                                       "params_M", "samples_per_s", "mfu", "device"], out=a.out)
+                                       "params_M", "samples_per_s", "gflop_per_sample", "mfu", "device"], out=a.out)
 
 
 if __name__ == "__main__":

@@ -345,6 +345,28 @@ def test_auto_precision_is_measured_on_native_bf16_cpus_and_saved(fake_data, tmp
     assert all(0 < m["mfu"] < 1.5 for m in metrics)  # a share of the CPU's own measured matmul rate
 
 
+def test_model_flops_count_convolutions_matmuls_and_the_cpus_fused_attention():
+    from reasonact.training.setup import flops_per_sample
+
+    class Net(torch.nn.Module):  # an 8x8 image -> 4 patch tokens of width 8 -> one attention over them
+        def __init__(self):
+            super().__init__()
+            self.conv, self.lin = torch.nn.Conv2d(3, 8, 4, stride=4), torch.nn.Linear(8, 8, bias=False)
+
+        def forward(self, img):
+            x = self.conv(img).flatten(2).transpose(1, 2)  # (B, 4, 8)
+            q = self.lin(x).unflatten(2, (2, 4)).transpose(1, 2)  # (B, 2 heads, 4, 4)
+            mask = torch.ones(4, 4, dtype=torch.bool)
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=mask).square().mean()
+
+    net = Net()
+    conv = 2 * 4 * 8 * 48  # per sample: forward, and again for the weight's gradient (the image needs none)
+    linear = 6 * 64 * 4  # forward, input and weight gradients
+    attention = 2 * 2 * 4 * 4 * 4  # one (heads x 4 x 4) @ (4 x 4) product; 2 forward, 5 backward
+    assert flops_per_sample(net, lambda: net(torch.rand(3, 3, 8, 8)), 3) == 2 * conv + linear + 7 * attention
+    assert all(p.grad is None for p in net.parameters())
+
+
 def test_training_takes_only_the_idle_cores(fake_data, tmp_path, monkeypatch, capsys):
     from reasonact import machine
 

@@ -37,7 +37,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def train(data: str | Path | None, out: str | Path, *, resume: bool = False, device: str | None = None,
           progress: bool = True, **overrides) -> Path:
     """Train a policy on ``data`` into the run directory ``out``; options are :class:`TrainConfig`'s fields
-    (``config`` names a preset: debug, nano, tiny, small, base)."""
+    (``config`` names a preset of :data:`reasonact.training.config.TRAIN_PRESETS`)."""
     cfg, data = resolve_config(data, Path(out), resume, overrides)
     s = build(data, out, cfg, resume=resume, device=device, progress=progress)
     if s.start >= cfg.steps:
@@ -58,10 +58,19 @@ def train(data: str | Path | None, out: str | Path, *, resume: bool = False, dev
     return s.run
 
 
+def batch_loss(net, cfg, batch: dict, g: torch.Generator):
+    """The training loss (and its metrics) of one batch from the run's :class:`BatchSource`."""
+    return net(batch["images"], batch["instr"], batch["state"], batch["targets"], batch["steered"], g,
+               lambda_reason=cfg.lambda_reason, action_label_sigma=cfg.action_label_sigma,
+               points=batch["points"], points_weight=cfg.points_weight)
+
+
 def loop(s: Setup, show: bool) -> None:
     cfg, model = s.cfg, s.model
     per_rank = max(1, cfg.batch_size // s.world)
-    peak, fps = peak_flops(s.device, model, per_rank * s.seq_len, s.bf16), flops_per_sample(model, s.seq_len)
+    peak = peak_flops(s.device, model, per_rank * s.seq_len, s.bf16)
+    few, g = s.source.sample(2, torch.Generator().manual_seed(cfg.seed)), torch.Generator().manual_seed(cfg.seed)
+    fps = flops_per_sample(model, lambda: batch_loss(model, cfg, few, g)[0], 2) if peak else None
     if show and peak and s.device.type == "cpu":
         print(f"this CPU multiplies the model's matrices at {peak / 1e9:.0f} GFLOP/s ({'bf16' if s.bf16 else 'fp32'}, "
               f"{torch.get_num_threads()} threads); metrics.jsonl's mfu is the share of it a training step reaches")
@@ -69,6 +78,7 @@ def loop(s: Setup, show: bool) -> None:
     t_start = t_last = t_saved = time.time()
     acc: dict[str, float] = {}
     n_acc, record, autocast = 0, None, s.autocast
+    foreach = True if s.device.type in ("cuda", "cpu") else None  # one fused kernel where it exists
     model.train()
     for step in bar:
         g = torch.Generator().manual_seed(step_seed(cfg.seed, step, s.rank))
@@ -76,12 +86,10 @@ def loop(s: Setup, show: bool) -> None:
         for group in s.opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         with autocast:
-            loss, m = s.net(batch["images"], batch["instr"], batch["state"], batch["targets"], batch["steered"], g,
-                            lambda_reason=cfg.lambda_reason, action_label_sigma=cfg.action_label_sigma,
-                            points=batch["points"], points_weight=cfg.points_weight)
+            loss, m = batch_loss(s.net, cfg, batch, g)
         s.opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=foreach)
         s.opt.step()
         if s.ema is not None:
             s.ema.update()
