@@ -68,9 +68,10 @@ def batch_loss(net, cfg, batch: dict, g: torch.Generator):
 def loop(s: Setup, show: bool) -> None:
     cfg, model = s.cfg, s.model
     per_rank = max(1, cfg.batch_size // s.world)
-    peak = peak_flops(s.device, model, per_rank * s.seq_len, s.bf16)
-    few, g = s.source.sample(2, torch.Generator().manual_seed(cfg.seed)), torch.Generator().manual_seed(cfg.seed)
-    fps = flops_per_sample(model, lambda: batch_loss(model, cfg, few, g)[0], 2) if peak else None
+    peak, fps = peak_flops(s.device, model, per_rank * s.seq_len, s.bf16), None
+    if peak:  # the model FLOPs of a sample, counted once on two of the run's own
+        few = s.source.sample(2, torch.Generator().manual_seed(cfg.seed))
+        fps = flops_per_sample(model, lambda: batch_loss(model, cfg, few, torch.Generator().manual_seed(cfg.seed))[0], 2)
     if show and peak and s.device.type == "cpu":
         print(f"this CPU multiplies the model's matrices at {peak / 1e9:.0f} GFLOP/s ({'bf16' if s.bf16 else 'fp32'}, "
               f"{torch.get_num_threads()} threads); metrics.jsonl's mfu is the share of it a training step reaches")
