@@ -345,6 +345,18 @@ def test_auto_precision_is_measured_on_native_bf16_cpus_and_saved(fake_data, tmp
     assert all(0 < m["mfu"] < 1.5 for m in metrics)  # a share of the CPU's own measured matmul rate
 
 
+def test_the_mfu_bar_is_measured_again_at_each_checkpoint(fake_data, tmp_path, monkeypatch):
+    from reasonact.training import loop
+
+    bars = iter([1e12, 4e12])
+    monkeypatch.setattr(loop, "peak_flops", lambda *a, **k: next(bars))
+    run = reasonact.train(fake_data, tmp_path / "r", config="debug", steps=4, log_every=1, save_every=2,
+                          precision="fp32", progress=False)
+    m = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    flops = [r["mfu"] * bar / r["samples_per_s"] for r, bar in zip(m, [1e12, 1e12, 4e12, 4e12])]
+    assert flops == pytest.approx([flops[0]] * 4)  # the same FLOPs per sample over the bar in force
+
+
 def test_model_flops_count_convolutions_matmuls_and_the_cpus_fused_attention():
     from reasonact.training.setup import flops_per_sample
 
