@@ -8,6 +8,7 @@ Under ``torchrun`` the model is wrapped in DistributedDataParallel and each rank
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from .. import checkpoint as ckpt
 from ..progress import progress_bar
 from .config import TrainConfig
-from .setup import Setup, build, flops_per_sample, peak_flops, resolve_config
+from .setup import FUSED_DEVICES, Setup, build, flops_per_sample, peak_flops, resolve_config
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -68,7 +69,8 @@ def batch_loss(net, cfg, batch: dict, g: torch.Generator):
 def loop(s: Setup, show: bool) -> None:
     cfg, model = s.cfg, s.model
     per_rank = max(1, cfg.batch_size // s.world)
-    peak, fps = peak_flops(s.device, model, per_rank * s.seq_len, s.bf16), None
+    bar_now = functools.partial(peak_flops, s.device, model, per_rank * s.seq_len, s.bf16)
+    peak, fps = bar_now(), None
     if peak:  # the model FLOPs of a sample, counted once on two of the run's own
         few = s.source.sample(2, torch.Generator().manual_seed(cfg.seed))
         fps = flops_per_sample(model, lambda: batch_loss(model, cfg, few, torch.Generator().manual_seed(cfg.seed))[0], 2)
@@ -79,7 +81,7 @@ def loop(s: Setup, show: bool) -> None:
     t_start = t_last = t_saved = time.time()
     acc: dict[str, float] = {}
     n_acc, record, autocast = 0, None, s.autocast
-    foreach = True if s.device.type in ("cuda", "cpu") else None  # one fused kernel where it exists
+    foreach = True if s.device.type in FUSED_DEVICES else None
     model.train()
     for step in bar:
         g = torch.Generator().manual_seed(step_seed(cfg.seed, step, s.rank))
@@ -120,7 +122,7 @@ def loop(s: Setup, show: bool) -> None:
                                        "world_size": s.world, "last_log": record})
             if peak and s.device.type == "cpu" and done < cfg.steps:  # a VM's rate moves: the bar follows it
                 t0 = time.time()
-                peak = peak_flops(s.device, model, per_rank * s.seq_len, s.bf16)
+                peak = bar_now()
                 t_last += time.time() - t0  # not training time
     bar.close()
 

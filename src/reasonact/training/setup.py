@@ -26,6 +26,8 @@ from ..transforms import encode_rationale
 from .config import TrainConfig, train_config
 from .ema import WeightAverage
 
+# Devices with fused / foreach optimiser kernels (AdamW and the gradient clip use them there).
+FUSED_DEVICES = ("cuda", "cpu")
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
 
 
@@ -310,7 +312,7 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.95), fused=dev.type in ("cuda", "cpu"))
+                            lr=cfg.lr, betas=(0.9, 0.95), fused=dev.type in FUSED_DEVICES)
     setup = Setup(run, cfg, spec, model, model, opt, *sources, dev, rank, world)
     if not resume and cfg.precision == "auto":  # decided once, saved: a resumed run keeps it
         setup.cfg = cfg = replace(cfg, precision=choose_precision(setup, max(1, cfg.batch_size // world)))
