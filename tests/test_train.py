@@ -449,6 +449,25 @@ def test_task_weights_set_how_often_each_task_is_drawn(fake_data):
         train_config("debug", task_weights={a: -1})
 
 
+def test_episode_limit_keeps_the_first_episodes_of_a_named_task(fake_data):
+    from reasonact.data.pipeline import episodes_kept
+
+    ds = load_dataset(fake_data)
+    a, b = ds.task_names
+    kept = episodes_kept(ds, {b: 1})
+    task_of_frame = np.array(ds.task_names)[ds.task_index]
+    assert kept[task_of_frame == a].all()  # a task not named keeps every episode
+    b_rows = np.unique(ds.episode_row[task_of_frame == b])
+    assert np.unique(ds.episode_row[kept & (task_of_frame == b)]).tolist() == [b_rows.min()]  # the first of three
+    assert kept.sum() == (task_of_frame == a).sum() + (ds.episode_row == b_rows.min()).sum()
+    with pytest.raises(DatasetError, match="holds 3"):
+        episodes_kept(ds, {b: 4})
+    with pytest.raises(DatasetError, match="does not hold"):
+        episodes_kept(ds, {"push-v9": 1})
+    with pytest.raises(ValueError, match="episode-limit"):
+        train_config("debug", episode_limit={a: 0})
+
+
 def test_weight_average_follows_the_weights_and_swaps_in_for_saving():
     from reasonact.training.ema import WeightAverage
 

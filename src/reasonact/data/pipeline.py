@@ -32,12 +32,34 @@ def frames_tensor(ds: ReasonactDataset, size: int, indices: np.ndarray | None = 
     return out
 
 
+def _known_tasks(ds: ReasonactDataset, named: dict, option: str) -> None:
+    unknown = sorted(set(named) - set(ds.task_names))
+    if unknown:
+        raise DatasetError(f"{option} names {', '.join(unknown)}, which {ds.root} does not hold; its tasks: "
+                           f"{', '.join(ds.task_names)}")
+
+
+def episodes_kept(ds: ReasonactDataset, episode_limit: dict[str, int]) -> np.ndarray:
+    """Per-frame mask: the first N episodes (in the dataset's order) of each task named, every episode of the others.
+
+    Trains on part of a dataset without writing a second one, e.g. a task's 50 demonstrations against its 200.
+    """
+    _known_tasks(ds, episode_limit, "--episode-limit")
+    task_of = np.zeros(len(ds.episodes), np.int64)
+    task_of[ds.episode_row] = ds.task_index
+    keep = np.ones(len(ds.episodes), bool)
+    for name, n in episode_limit.items():
+        rows = np.nonzero(task_of == ds.task_names.index(name))[0]
+        if not 1 <= int(n) <= len(rows):
+            raise DatasetError(f"--episode-limit asks for {n} episodes of {name}; {ds.root} holds {len(rows)} of it: "
+                               f"give a number from 1 to {len(rows)}")
+        keep[rows[int(n):]] = False
+    return keep[ds.episode_row]
+
+
 def row_weights(ds: ReasonactDataset, indices: np.ndarray, task_weights: dict[str, float]) -> torch.Tensor:
     """Per-frame sampling weights from per-task ones (tasks not named weigh 1)."""
-    unknown = sorted(set(task_weights) - set(ds.task_names))
-    if unknown:
-        raise DatasetError(f"--task-weights names {', '.join(unknown)}, which {ds.root} does not hold; its tasks: "
-                           f"{', '.join(ds.task_names)}")
+    _known_tasks(ds, task_weights, "--task-weights")
     per_task = np.array([float(task_weights.get(t, 1.0)) for t in ds.task_names])
     w = torch.from_numpy(per_task[ds.task_index[indices]])
     if not w.sum() > 0:

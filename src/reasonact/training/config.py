@@ -64,6 +64,9 @@ class TrainConfig:
                                 "data")
     task_weights: dict = setting({}, "sampling weight per task, as JSON, e.g. '{\"push-v3\": 2}': that task's frames "
                                  "are drawn twice as often as the others' (default 1)", "data")
+    episode_limit: dict = setting({}, "train on only the first N episodes of a named task, as JSON, e.g. "
+                                  "'{\"push-v3\": 50}' (the others keep all of theirs): fewer demonstrations "
+                                  "without a second dataset", "data")
     val_fraction: float = setting(0.0, "share of episodes held out for a validation loss", "data")
     seed: int = setting(0, "seed of the initial weights and of every batch", "data")
     # -- run ---------------------------------------------------------------------------------------------
@@ -109,6 +112,10 @@ class TrainConfig:
                 isinstance(w, (int, float)) and w >= 0 for w in self.task_weights.values()):
             bad(f"--task-weights maps task names to weights of 0 or more, e.g. '{{\"push-v3\": 2}}'; "
                 f"got {self.task_weights!r}")
+        if not isinstance(self.episode_limit, dict) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.episode_limit.values()):
+            bad(f"--episode-limit maps task names to episode counts of 1 or more, e.g. '{{\"push-v3\": 50}}'; "
+                f"got {self.episode_limit!r}")
         if not 0 <= self.val_fraction < 1:
             bad(f"--val-fraction is a share of episodes, from 0 to below 1; got {self.val_fraction}")
         if not self.save_minutes >= 0:

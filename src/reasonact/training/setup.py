@@ -16,7 +16,7 @@ import torch
 from .. import checkpoint as ckpt
 from ..checkpoint import DataSettings, RunSpec, StateNorm, Tokenizers
 from ..data import DatasetError, ReasonactDataset, load_dataset
-from ..data.pipeline import BatchSource
+from ..data.pipeline import BatchSource, episodes_kept
 from ..io import content_digest, read_json
 from ..model.arm import ActionReasoningModel
 from ..model.config import SequenceConfig, model_config
@@ -351,6 +351,12 @@ def _batch_sources(ds, spec: RunSpec, tok, cfg: TrainConfig, dev, main: bool, sh
     if main and not use.all():
         print(f"leaving out {int((~use).sum())} frames of random-path episodes: they teach steering and are "
               "trained only with the trace given (--steer-prob > 0)")
+    if cfg.episode_limit:
+        kept = episodes_kept(ds, cfg.episode_limit)
+        use &= kept
+        if main:
+            print(f"--episode-limit: training on {len(np.unique(ds.episode_row[kept]))} of {len(ds.episodes)} episodes "
+                  f"({int(kept.sum())} of {len(ds)} frames)")
     s = spec.sequence
     common = dict(image_size=spec.model.image_size, horizon=s.horizon, blocks=s.blocks, instruction_tokens=s.instruction_tokens,
                   state_norm=spec.state_norm, depth_codes=depth, rationales=rationales, device=dev, progress=show)
