@@ -51,7 +51,7 @@ def episodes_kept(ds: ReasonactDataset, episode_limit: dict[str, int]) -> np.nda
     for name, n in episode_limit.items():
         rows = np.nonzero(task_of == ds.task_names.index(name))[0]
         if not 1 <= int(n) <= len(rows):
-            raise DatasetError(f"--episode-limit asks for {n} episodes of {name}; {ds.root} holds {len(rows)} of it: "
+            raise DatasetError(f"--episode-limit asks for {n} episodes of {name}; {ds.root} holds {len(rows)} of that task: "
                                f"give a number from 1 to {len(rows)}")
         keep[rows[int(n):]] = False
     return keep[ds.episode_row]
