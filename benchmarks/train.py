@@ -42,7 +42,7 @@ def main() -> None:
     from reasonact.model.config import Config, SequenceConfig, model_config
     from reasonact.model.layout import training_span
     from reasonact.tokenizers import Vocab
-    from reasonact.training.setup import flops_per_sample, peak_flops
+    from reasonact.training.setup import FUSED_DEVICES, flops_per_sample, peak_flops
 
     dev = torch.device(a.device)
     precisions = (a.precisions or ("bf16" if dev.type == "cuda" else "fp32,bf16")).split(",")
@@ -55,7 +55,7 @@ def main() -> None:
             torch.manual_seed(0)
             model = ActionReasoningModel(Config(mcfg, seq), vocab).to(dev)
             net = torch.compile(model) if compiled == "on" else model
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type in ("cuda", "cpu"))  # as training
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type in FUSED_DEVICES)  # as training
             B = a.batch_size
             g = torch.Generator().manual_seed(0)
             img = torch.rand(B, a.views, 3, mcfg.image_size, mcfg.image_size, device=dev)
