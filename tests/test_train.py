@@ -468,6 +468,28 @@ def test_episode_limit_keeps_the_first_episodes_of_a_named_task(fake_data):
         train_config("debug", episode_limit={a: 0})
 
 
+def test_own_weights_of_an_ema_run_export_as_a_policy(fake_data, tmp_path):
+    from safetensors.torch import load_file
+
+    from reasonact.checkpoint import export_own_weights
+
+    run = _train(fake_data, tmp_path / "run", 4, ema=0.9)
+    own = export_own_weights(run, tmp_path / "own")
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    published, exported = load_file(run / "model.safetensors"), load_file(own / "model.safetensors")
+    assert exported.keys() == published.keys()
+    for k in exported:
+        torch.testing.assert_close(exported[k], state["model"][k])
+    assert any(not torch.equal(exported[k], published[k]) for k in exported)  # not the average
+    ds = load_dataset(fake_data)
+    assert reasonact.load_policy(own).predict(ds[10]).actions.shape == (8, 4)
+    plain = _train(fake_data, tmp_path / "plain", 3)
+    with pytest.raises(ValueError, match="without --ema"):
+        export_own_weights(plain, tmp_path / "plain-own")
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
+        export_own_weights(own, tmp_path / "again")
+
+
 def test_weight_average_follows_the_weights_and_swaps_in_for_saving():
     from reasonact.training.ema import WeightAverage
 

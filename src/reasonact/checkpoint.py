@@ -236,6 +236,36 @@ def export_run(run: str | Path, out: str | Path, model) -> Path:
     """What a policy needs, and only that, from ``run`` to ``out`` with ``model``'s weights: config, stats,
     tokenizers (the depth tokenizer without its training cache). No optimiser state, no logs."""
     run, out = Path(run), Path(out)
+    _copy_policy_files(run, out)
+    from safetensors import safe_open
+
+    with safe_open(str(run / WEIGHTS), "pt") as f:  # the training step the weights come from
+        step = int((f.metadata() or {}).get("step", -1))
+    save_weights(out, model, step)
+    return out
+
+
+def export_own_weights(run: str | Path, out: str | Path) -> Path:
+    """A run trained with ``--ema`` publishes the averaged weights; this writes its own (un-averaged) weights
+    at its last checkpoint to ``out`` as a policy, so that the one run can be evaluated both ways: what the
+    average alone changes, with the training identical."""
+    from safetensors.torch import save_file
+
+    run, out = Path(run), Path(out)
+    if not has_training_state(run):
+        raise FileNotFoundError(f"{run} has no {TRAINING_STATE} (a shipped checkpoint keeps only the published "
+                                "weights); name the run directory that `reasonact train --out` wrote")
+    state = load_training_state(run, "cpu")
+    if "ema" not in state:
+        raise ValueError(f"{run} was trained without --ema: its {WEIGHTS} already holds its own weights")
+    _copy_policy_files(run, out)
+    weights = {k: v.detach().cpu().contiguous() for k, v in state["model"].items() if k != "head.weight"}
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(weights, str(tmp), metadata={"step": str(state["step"]), "weights": "own"})
+    return out
+
+
+def _copy_policy_files(run: Path, out: Path) -> None:
     if out.resolve() == run.resolve():
         raise ValueError(f"cannot export {run} onto itself; name another directory")
     if out.exists() and any(out.iterdir()) and not is_trained(out):
@@ -245,12 +275,6 @@ def export_run(run: str | Path, out: str | Path, model) -> Path:
         shutil.copy2(run / name, out / name)
     shutil.copytree(run / TOKENIZERS, out / TOKENIZERS, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("codes-*.npy"))
-    from safetensors import safe_open
-
-    with safe_open(str(run / WEIGHTS), "pt") as f:  # the training step the weights come from
-        step = int((f.metadata() or {}).get("step", -1))
-    save_weights(out, model, step)
-    return out
 
 
 # -- weights and training state -------------------------------------------------------------------------
