@@ -249,8 +249,6 @@ def export_own_weights(run: str | Path, out: str | Path) -> Path:
     """A run trained with ``--ema`` publishes the averaged weights; this writes its own (un-averaged) weights
     at its last checkpoint to ``out`` as a policy, so that the one run can be evaluated both ways: what the
     average alone changes, with the training identical."""
-    from safetensors.torch import save_file
-
     run, out = Path(run), Path(out)
     if not has_training_state(run):
         raise FileNotFoundError(f"{run} has no {TRAINING_STATE} (a shipped checkpoint keeps only the published "
@@ -259,9 +257,7 @@ def export_own_weights(run: str | Path, out: str | Path) -> Path:
     if "ema" not in state:
         raise ValueError(f"{run} was trained without --ema: its {WEIGHTS} already holds its own weights")
     _copy_policy_files(run, out)
-    weights = {k: v.detach().cpu().contiguous() for k, v in state["model"].items() if k != "head.weight"}
-    with atomic_path(out / WEIGHTS) as tmp:
-        save_file(weights, str(tmp), metadata={"step": str(state["step"]), "weights": "own"})
+    _write_weights(out, state["model"], {"step": str(state["step"]), "weights": "own"})
     return out
 
 
@@ -279,11 +275,15 @@ def _copy_policy_files(run: Path, out: Path) -> None:
 
 # -- weights and training state -------------------------------------------------------------------------
 def save_weights(run: str | Path, model, step: int) -> None:
+    _write_weights(run, model.state_dict(), {"step": str(step)})
+
+
+def _write_weights(run: str | Path, state: dict, metadata: dict) -> None:
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "head.weight"}
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items() if k != "head.weight"}  # head: tied
     with atomic_path(Path(run) / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"step": str(step)})
+        save_file(state, str(tmp), metadata=metadata)
 
 
 def load_weights(model, path: str | Path) -> None:
