@@ -468,6 +468,25 @@ def test_episode_limit_keeps_the_first_episodes_of_a_named_task(fake_data):
         train_config("debug", episode_limit={a: 0})
 
 
+@pytest.mark.sim
+def test_a_run_trains_on_the_views_named_and_its_policy_reads_only_those(tiny_dataset, tmp_path):
+    full = load_dataset(tiny_dataset)
+    wrist = load_dataset(tiny_dataset, views="gripperPOV")
+    assert full.views == ["zoom", "gripperPOV"] and wrist.views == ["gripperPOV"]
+    assert wrist.info["camera"] == "gripperPOV" and list(wrist[5]["images"]) == ["gripperPOV"]
+    np.testing.assert_array_equal(wrist[5]["rgb"], full.image(5, "gripperPOV"))
+    for bad, match in (("corner2", "holds the views zoom, gripperPOV"), ("zoom,zoom", "each once"),
+                       ("zoom,", "each once")):
+        with pytest.raises(DatasetError, match=match):
+            load_dataset(tiny_dataset, views=bad)
+    run = _train(tiny_dataset, tmp_path / "run", 2, views="zoom")
+    policy = reasonact.load_policy(run)
+    assert policy.spec.data.views == ("zoom",) and policy.spec.model.views == 1
+    item = full[5]
+    blind = {**item, "images": {**item["images"], "gripperPOV": np.zeros_like(item["images"]["gripperPOV"])}}
+    np.testing.assert_array_equal(policy.predict(item).actions, policy.predict(blind).actions)
+
+
 def test_own_weights_of_an_ema_run_export_as_a_policy(fake_data, tmp_path):
     from safetensors.torch import load_file
 

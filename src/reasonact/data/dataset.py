@@ -70,7 +70,7 @@ def trace_frame_indices(frame: np.ndarray, last: np.ndarray, n_points: int) -> n
 class ReasonactDataset:
     """A collected dataset. ``len(ds)`` frames; ``ds[i]`` is one step as a dict of numpy arrays."""
 
-    def __init__(self, root: str | Path, *, trace_points: int = 5):
+    def __init__(self, root: str | Path, *, trace_points: int = 5, views: str | None = None):
         self.root = Path(root)
         self.info = read_info(self.root)
         if not self.info.get("complete", "env" not in self.info):  # a dataset LeRobot wrote has no such flag
@@ -93,9 +93,12 @@ class ReasonactDataset:
             raise DatasetError(f"{self.root} has no {', '.join(missing)} column(s); reasonact reads the action, "
                                "the observation.state and LeRobot's index columns")
         columns = view_columns(self.info)
-        self.views: list[str] = list(columns)  # the first holds the trace
-        if not self.views:
+        if not columns:
             raise DatasetError(f"{self.root} holds no camera images (no feature of dtype image)")
+        if views:
+            columns = _select_views(columns, views, self.root)
+            self.info["camera"] = ",".join(columns)  # a policy trained on them renders only these
+        self.views: list[str] = list(columns)  # the first holds the trace
         self.resolution = self._resolution(columns)
         self.info.setdefault("camera", ",".join(self.views))
         self.info.setdefault("env", "lerobot")  # written by LeRobot: no simulator reasonact knows
@@ -246,6 +249,16 @@ class ReasonactDataset:
                 f"tasks={self.task_names}, resolution={self.resolution}, views={self.views})")
 
 
-def load_dataset(path: str | Path, *, trace_points: int = 5) -> ReasonactDataset:
-    """Open a dataset written by ``reasonact collect``."""
-    return ReasonactDataset(path, trace_points=trace_points)
+def load_dataset(path: str | Path, *, trace_points: int = 5, views: str | None = None) -> ReasonactDataset:
+    """Open a dataset written by ``reasonact collect`` (``views="zoom"``: only those of its cameras, in that order)."""
+    return ReasonactDataset(path, trace_points=trace_points, views=views)
+
+
+def _select_views(columns: dict, views: str, root: Path) -> dict:
+    """The named views' columns in the order named, or a clear error (an unknown view, one named twice)."""
+    names = [v.strip() for v in views.split(",")]
+    unknown = [v for v in names if v not in columns]
+    if unknown or len(set(names)) != len(names) or not all(names):
+        raise DatasetError(f"--views {views!r}: {root} holds the views {', '.join(columns)}; name one or more of "
+                           "them, comma-separated, each once (the first holds the trace)")
+    return {v: columns[v] for v in names}

@@ -67,6 +67,8 @@ class TrainConfig:
     episode_limit: dict = setting({}, "train on only the first N episodes of a named task, as JSON, e.g. "
                                   "'{\"push-v3\": 50}' (the others keep all of theirs): fewer demonstrations "
                                   "without a second dataset", "data")
+    views: str | None = setting(None, "train on only these of the dataset's camera views, comma-separated, in "
+                                "order (the first holds the trace), e.g. zoom; default: all of them", "data")
     val_fraction: float = setting(0.0, "share of episodes held out for a validation loss", "data")
     seed: int = setting(0, "seed of the initial weights and of every batch", "data")
     # -- run ---------------------------------------------------------------------------------------------

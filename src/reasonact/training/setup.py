@@ -283,7 +283,7 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
     run = Path(out)
     rank, world, dev = _distributed(device)
     main = rank == 0
-    ds = load_dataset(data, trace_points=cfg.trace_points)
+    ds = load_dataset(data, trace_points=cfg.trace_points, views=cfg.views)
     if len(ds) == 0:
         raise DatasetError(f"dataset at {data} has no frames")
     spec = _spec(ds, cfg, data)
