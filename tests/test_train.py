@@ -479,6 +479,8 @@ def test_a_run_trains_on_the_views_named_and_its_policy_reads_only_those(tiny_da
                        ("zoom,", "each once")):
         with pytest.raises(DatasetError, match=match):
             load_dataset(tiny_dataset, views=bad)
+    with pytest.raises(ValueError, match="--views 'gripperPOV,zoom': the first view holds the trace"):
+        _train(tiny_dataset, tmp_path / "wrist-first", 2, views="gripperPOV,zoom")
     run = _train(tiny_dataset, tmp_path / "run", 2, views="zoom")
     policy = reasonact.load_policy(run)
     assert policy.spec.data.views == ("zoom",) and policy.spec.model.views == 1

@@ -253,8 +253,20 @@ def _set_threads() -> None:
             print(f"{before - n} of {before} cores are busy: training with {n} thread(s) (REASONACT_THREADS=N sets it)")
 
 
+def _check_views(ds: ReasonactDataset, cfg: TrainConfig) -> None:
+    """``--views`` must leave views the dataset's simulator can render for the policy (the first not a wrist camera)."""
+    from ..envs import SIMULATORS, simulator
+
+    if cfg.views and ds.info.get("env") in SIMULATORS:
+        try:
+            simulator(ds.info["env"]).parse_cameras(ds.info["camera"])
+        except ValueError as e:
+            raise ValueError(f"--views {cfg.views!r}: {e}") from None
+
+
 def _spec(ds: ReasonactDataset, cfg: TrainConfig, data) -> RunSpec:
     """The run's frozen description (the --init run's model, chunk and state normalisation when given)."""
+    _check_views(ds, cfg)
     points = 0 if cfg.points_weight == 0 or ds.points is None else ds.points.shape[1]
     mcfg = model_config(cfg.config, **{"views": len(ds.views), "points": points, **cfg.model_overrides})
     seq = SequenceConfig(reasoning=cfg.reasoning, horizon=cfg.horizon, action_dim=ds.info["action_dim"],
