@@ -63,6 +63,21 @@ def test_vocab_ranges_are_disjoint_and_cover_the_blocks():
     assert lo <= v.pad < hi and lo <= v.eot < hi and not lo <= v.mask < hi
 
 
+def test_depth_vae_baseline_is_the_training_mean_not_the_learnt_base():
+    from reasonact.tokenizers.depth_vae import DepthVAE, DepthVAEConfig, evaluate_depth_vae
+
+    torch.manual_seed(0)
+    vae = DepthVAE(DepthVAEConfig(input_size=8, grid=2, near=0.5, far=1.5))
+    depths = torch.rand(10, 8, 8) + 0.5
+    mean_image = vae.normalize(depths).mean(0, keepdim=True)
+    before = evaluate_depth_vae(vae, depths, mean_image)["mean_image_mae_m"]
+    with torch.no_grad():
+        vae.base.add_(0.5)  # training moves the base; the baseline must not move with it
+    after = evaluate_depth_vae(vae, depths, mean_image)["mean_image_mae_m"]
+    expected = (vae.denormalize(mean_image)[0] - depths).abs().mean().item()
+    assert before == pytest.approx(expected, rel=1e-5) and after == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.sim
 def test_depth_vae_learns_and_reports_metres(tiny_dataset, tmp_path):
     from reasonact.tokenizers.depth_vae import DepthVAE, train_depth_vae

@@ -221,7 +221,8 @@ def train_depth_vae(
     vae = DepthVAE(cfg).to(device)
     train_x = torch.from_numpy(depths[~held]).to(device)
     with torch.no_grad():
-        vae.base.copy_(vae.normalize(train_x).mean(0, keepdim=True))
+        mean_image = vae.normalize(train_x).mean(0, keepdim=True)  # the baseline the codes must beat
+        vae.base.copy_(mean_image)
     test_x = torch.from_numpy(depths[held]).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     warm = max(1, steps // 20)
@@ -241,17 +242,20 @@ def train_depth_vae(
         sched.step()
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
-    metrics = evaluate_depth_vae(vae, test_x)
+    metrics = evaluate_depth_vae(vae, test_x, mean_image)
     metrics.update(steps=steps, train_frames=int(len(train_x)), test_frames=int(len(test_x)), seconds=time.time() - t0)
     vae.save(out, metrics)
     return metrics
 
 
 @torch.no_grad()
-def evaluate_depth_vae(vae: DepthVAE, depths: torch.Tensor) -> dict:
+def evaluate_depth_vae(vae: DepthVAE, depths: torch.Tensor, mean_image: torch.Tensor) -> dict:
+    """Mean absolute error in metres of ``depths`` (N, H, W) through the codes, and of ``mean_image`` (the
+    training frames' average, (1, 1, S, S) in the network's range) as the baseline. ``vae.base`` starts as that
+    average but is trained with the rest, so it is not the baseline."""
     vae.eval()
     errs, base_errs, used = [], [], set()
-    base = vae.denormalize(vae.base)[0]
+    base = vae.denormalize(mean_image.to(vae.base.device))[0]
     for k in range(0, len(depths), 512):
         d = depths[k: k + 512]
         codes = vae.encode(d)
