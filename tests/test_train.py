@@ -428,6 +428,33 @@ def test_random_shift_moves_the_trace_and_the_points_with_the_image(fake_data):
         assert (moved.argmax(1) == unmoved.argmax(1)).float().mean() > 0.9
 
 
+def test_colour_jitter_and_tint_scale_the_pixels_within_their_bounds(fake_data):
+    """--jitter scales each sample's brightness (its mean) by a factor from [1-s, 1+s]; --tint scales each colour
+    channel by its own factor from [1-s, 1+s], the same over the whole image and all its views."""
+    ds = load_dataset(fake_data)
+    plain, tok, seq = _source(ds, "act")
+    rows = torch.arange(0, len(ds), 3)
+    x = plain.batch(rows)["images"]
+
+    def augmented(jitter, tint):
+        src = BatchSource(ds, np.arange(len(ds)), tok, image_size=32, horizon=seq.horizon, blocks=seq.blocks,
+                          instruction_tokens=seq.instruction_tokens, state_norm=NO_NORM, augment=True, shift=0,
+                          jitter=jitter, tint=tint, paraphrase_prob=0.0, progress=False)
+        return src.batch(rows, torch.Generator().manual_seed(0))["images"]
+
+    assert torch.allclose(augmented(0.0, 0.0), x, atol=1e-6)  # no shift, no jitter, no tint: the frames as stored
+    inside = (x > 0.02) & (x < 0.6)  # pixels the factors cannot push past 0 or 1
+    gain = torch.where(inside, augmented(0.0, 0.3) / x.clamp(min=1e-3), torch.nan)  # (B, V, 3, S, S)
+    per_channel = gain.flatten(3).nanmedian(-1).values  # (B, V, 3)
+    assert (gain - per_channel[..., None, None])[inside].abs().max() < 1e-4  # one factor per channel
+    assert (per_channel >= 0.7 - 1e-4).all() and (per_channel <= 1.3 + 1e-4).all()
+    assert per_channel.std(-1).mean() > 0.05  # the channels move apart: a tint, not a brightness change
+    bright = augmented(0.5, 0.0).mean((1, 2, 3, 4)) / x.mean((1, 2, 3, 4))
+    assert (bright > 0.5 - 0.05).all() and (bright < 1.5 + 0.05).all() and bright.max() - bright.min() > 0.5
+    with pytest.raises(ValueError, match="--tint is the largest change of a factor"):
+        train_config(tint=1.5)
+
+
 def test_task_weights_set_how_often_each_task_is_drawn(fake_data):
     ds = load_dataset(fake_data)
     _, tok, seq = _source(ds, "act")

@@ -86,6 +86,8 @@ class BatchSource:
         device: torch.device | str = "cpu",
         augment: bool = True,
         shift: int = 4,
+        jitter: float = 0.1,
+        tint: float = 0.0,
         paraphrase_prob: float = 0.5,
         steer_prob: float = 0.0,
         points: bool = False,
@@ -98,6 +100,7 @@ class BatchSource:
         self.tok = tok
         self.image_size = image_size
         self.augment, self.shift = augment, shift
+        self.jitter, self.tint = jitter, tint
         self.paraphrase_prob, self.steer_prob = paraphrase_prob, steer_prob
         self.scale = ds.resolution / image_size  # dataset pixels per model pixel
         dev = self.device
@@ -169,10 +172,15 @@ class BatchSource:
             moved = ((s - off).float() * self.scale)[:, None, :]
             trace = trace + moved
             points = None if points is None else points + moved
-            bright = 1 + (rnd(B, 1, 1, 1, 1) - 0.5) * 0.2
-            contrast = 1 + (rnd(B, 1, 1, 1, 1) - 0.5) * 0.2
+            # Brightness and contrast each scaled by a factor from [1-jitter, 1+jitter], every colour channel by
+            # one from [1-tint, 1+tint]: one draw per sample, shared by its views (as a change of lighting is).
+            bright = 1 + (rnd(B, 1, 1, 1, 1) - 0.5) * (2 * self.jitter)
+            contrast = 1 + (rnd(B, 1, 1, 1, 1) - 0.5) * (2 * self.jitter)
             mean = images.mean((2, 3, 4), keepdim=True)
-            images = ((images - mean) * contrast + mean * bright).clamp(0, 1)
+            images = (images - mean) * contrast + mean * bright
+            if self.tint > 0:
+                images = images * (1 + (rnd(B, 1, 3, 1, 1) - 0.5) * (2 * self.tint))
+            images = images.clamp(0, 1)
         task = self.task[rows]
         phr = torch.zeros(B, dtype=torch.long, device=dev)
         if self.paraphrase_prob > 0:

@@ -57,8 +57,12 @@ class TrainConfig:
     freeze_layers: int = setting(0, "freeze the vision encoder and the lowest K transformer layers",
                                  "optimiser")
     # -- data ------------------------------------------------------------------------------------------
-    augment: bool = setting(True, "random shift (moving the trace with the image), brightness and contrast",
-                            "data")
+    augment: bool = setting(True, "random shift (moving the trace with the image), brightness and contrast "
+                            "(--jitter) and colour tint (--tint)", "data")
+    jitter: float = setting(0.1, "with --augment, brightness and contrast each scaled per sample by a factor "
+                            "from [1-s, 1+s]", "data")
+    tint: float = setting(0.0, "with --augment, every colour channel scaled per sample by a factor from "
+                          "[1-s, 1+s], as a tinted light would (0: off)", "data")
     paraphrase_prob: float = setting(0.5, "share of samples given a paraphrase of the instruction", "data")
     steer_prob: float = setting(0.0, "share of samples trained with the trace given (steering), from 0 to 1",
                                 "data")
@@ -106,6 +110,10 @@ class TrainConfig:
         if self.steer_prob > 0 and "trace" not in blocks:
             bad(f"--steer-prob gives samples their trace, but reasoning {self.reasoning!r} has no trace block; "
                 "use --reasoning trace or depth+trace")
+        for name, v in (("jitter", self.jitter), ("tint", self.tint)):
+            if not 0 <= v < 1:
+                bad(f"--{name} is the largest change of a factor on the pixel values, from 0 to below 1, e.g. 0.5; "
+                    f"got {v}")
         if not 0 <= self.ema < 1:
             bad(f"--ema is a decay from 0 (off) to below 1, e.g. 0.999; got {self.ema}")
         if self.points_weight < 0:

@@ -373,8 +373,9 @@ def _batch_sources(ds, spec: RunSpec, tok, cfg: TrainConfig, dev, main: bool, sh
     common = dict(image_size=spec.model.image_size, horizon=s.horizon, blocks=s.blocks, instruction_tokens=s.instruction_tokens,
                   state_norm=spec.state_norm, depth_codes=depth, rationales=rationales, device=dev, progress=show)
     common["points"] = cfg.points_weight > 0
-    source = BatchSource(ds, np.nonzero(use & ~is_val)[0], tok, augment=cfg.augment, paraphrase_prob=cfg.paraphrase_prob,
-                         steer_prob=cfg.steer_prob, task_weights=cfg.task_weights, **common)
+    source = BatchSource(ds, np.nonzero(use & ~is_val)[0], tok, augment=cfg.augment, jitter=cfg.jitter,
+                         tint=cfg.tint, paraphrase_prob=cfg.paraphrase_prob, steer_prob=cfg.steer_prob,
+                         task_weights=cfg.task_weights, **common)
     val = BatchSource(ds, np.nonzero(is_val)[0], tok, augment=False, paraphrase_prob=0.0, **common) if is_val.any() else None
     return source, val
 
