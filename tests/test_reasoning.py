@@ -286,3 +286,16 @@ def test_attention_maps_sum_to_one_over_the_image(tiny_dataset, tmp_path):
     assert Image.open(sheet).size[0] > 4 * 192
     assert len(list((tmp_path / "att").glob("frame*_layer0.png"))) == 3
     assert Image.open(next((tmp_path / "att").glob("frame*_fused.png"))).size == (240, 240)
+
+
+def test_attention_share_at_reads_the_patch_under_each_point():
+    from reasonact.viz.attention import share_at
+
+    attn = np.zeros((4, 4))
+    attn[1, 2], attn[3, 0] = 0.7, 0.3  # (row, column)
+    got = share_at(attn, np.array([[40, 20], [5, 60], [63.9, 63.9], [70, 10], [-1, 5]]), (64, 64))
+    np.testing.assert_allclose(got[:3], [0.7, 0.3, 0.0])
+    assert np.isnan(got[3:]).all()  # off the image
+    # A wider image: x is read against the width, y against the height.
+    assert share_at(attn, np.array([[80, 20]]), (128, 64))[0] == 0.7
+

@@ -64,6 +64,17 @@ def action_attention(model, inputs, prediction, *, top_layers: int | None = None
     return AttentionMaps(layers, fused / fused.sum(), np.array(share), pred)
 
 
+def share_at(attn: np.ndarray, points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The attention mass on the patch under each point: ``attn`` (g, g) sums to one over the first view's
+    patches, ``points`` (K, 2) are that view's pixels (x, y) in an image of ``size`` (width, height). A point
+    off the image gets NaN. Uniform attention puts 1/g^2 on every patch."""
+    g = attn.shape[0]
+    xy = np.asarray(points, np.float64).reshape(-1, 2) / np.asarray(size, np.float64)  # shares of the image
+    inside = ((xy >= 0) & (xy < 1)).all(1)
+    col, row = (np.clip(xy, 0, 1 - 1e-9) * g).astype(int).T
+    return np.where(inside, attn[row, col], np.nan)
+
+
 def heatmap(img: np.ndarray, attn: np.ndarray, scale: int = 4, alpha: float = 0.55) -> np.ndarray:
     """Blend an attention grid (g, g) over an image (H, W, 3), upscaled by ``scale``."""
     import torch.nn.functional as F
