@@ -79,6 +79,35 @@ def test_nothing_attends_to_a_later_block():
         assert not (m & later).any()
 
 
+def test_rationale_dropout_shows_the_later_blocks_an_empty_rationale():
+    """Sample 0 is unreasoned: the copy of its think block that later blocks attend to is <eot> then padding
+    (the diffusion decoder still learns to write its rationale, the causal one is not taught one it did not
+    see); sample 1 is untouched."""
+    hide = torch.tensor([True, False])
+    for decoder in ("diffusion", "ar"):
+        model = make_model(decoder, mode="think+trace")
+        targets = fake_targets(model)
+        think = targets["think"]
+        empty = torch.full_like(think[0], VOCAB.pad)
+        empty[0] = VOCAB.eot
+        ids0, _, plan0 = model.training_inputs(targets, None, torch.Generator().manual_seed(1))
+        ids, span, plan = model.training_inputs(targets, None, torch.Generator().manual_seed(1), hide)
+        marker = [i for i, r in enumerate(span.role.tolist()) if r == MARKER][0]
+        seen = ids[:, marker + 1: marker + 1 + think.shape[1]]  # the clean copy (diffusion) or the block (ar)
+        assert torch.equal(seen[0], empty) and torch.equal(seen[1], think[1])
+        assert torch.equal(ids[1], ids0[1])
+        (_, _, _, mask), (_, _, _, mask0) = plan[0], plan0[0]  # the think block's loss
+        if decoder == "diffusion":
+            assert torch.equal(mask, mask0) and mask[0].any()  # noisy copy: the true rationale is still learnt
+        else:
+            assert not mask[0].any() and torch.equal(mask[1], mask0[1])
+        img, instr, st = fake_obs(model)
+        with torch.no_grad():
+            _, m_hidden = model(img, instr, st, targets, generator=torch.Generator().manual_seed(1), unreasoned=hide)
+            _, m_plain = model(img, instr, st, targets, generator=torch.Generator().manual_seed(1))
+        assert m_hidden["loss_act"] != m_plain["loss_act"]  # the actions saw another rationale
+
+
 # -- cache ------------------------------------------------------------------------------------------
 def test_kv_cached_ar_decoding_matches_a_full_forward_pass():
     model = make_model("ar")

@@ -206,7 +206,8 @@ def test_fine_tuning_leaves_frozen_layers_bit_identical_and_writes_rationales(an
 
     base = reasonact.train(annotated, tmp_path / "base", config="debug", steps=3, batch_size=4, progress=False)
     tuned = reasonact.train(annotated, tmp_path / "tuned", config="debug", steps=3, batch_size=4, init=str(base),
-                            reasoning="full", lambda_reason=0.3, freeze_layers=1, depth_vae_steps=20, progress=False)
+                            reasoning="full", lambda_reason=0.3, freeze_layers=1, depth_vae_steps=20,
+                            rationale_dropout=0.5, progress=False)
     a, b = load_file(str(base / "model.safetensors")), load_file(str(tuned / "model.safetensors"))
     frozen = [k for k in a if k.startswith(("vision.", "layers.0."))]
     trained = [k for k in a if k.startswith("layers.1.")]
@@ -216,6 +217,7 @@ def test_fine_tuning_leaves_frozen_layers_bit_identical_and_writes_rationales(an
     assert any(not torch.equal(a[k], b[k]) for k in trained)
     cfg = json.loads((tuned / "config.json").read_text())
     assert cfg["train"]["lambda_reason"] == 0.3 and cfg["sequence"]["reasoning"] == "full"
+    assert cfg["train"]["rationale_dropout"] == 0.5
     p = reasonact.load_policy(tuned).predict(load_dataset(annotated)[0])
     assert isinstance(p.rationale, str) and p.depth_tokens.shape == (16,) and p.trace.shape == (5, 2)
 

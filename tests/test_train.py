@@ -453,6 +453,8 @@ def test_colour_jitter_and_tint_scale_the_pixels_within_their_bounds(fake_data):
     assert (bright > 0.5 - 0.05).all() and (bright < 1.5 + 0.05).all() and bright.max() - bright.min() > 0.5
     with pytest.raises(ValueError, match="--tint is the largest change of a factor"):
         train_config(tint=1.5)
+    with pytest.raises(ValueError, match="--rationale-dropout hides the rationale, but reasoning 'act'"):
+        train_config(reasoning="act", rationale_dropout=0.2)
 
 
 def test_task_weights_set_how_often_each_task_is_drawn(fake_data):

@@ -90,6 +90,7 @@ class BatchSource:
         tint: float = 0.0,
         paraphrase_prob: float = 0.5,
         steer_prob: float = 0.0,
+        rationale_dropout: float = 0.0,
         points: bool = False,
         task_weights: dict[str, float] | None = None,
         progress: bool = True,
@@ -102,6 +103,7 @@ class BatchSource:
         self.augment, self.shift = augment, shift
         self.jitter, self.tint = jitter, tint
         self.paraphrase_prob, self.steer_prob = paraphrase_prob, steer_prob
+        self.rationale_dropout = rationale_dropout
         self.scale = ds.resolution / image_size  # dataset pixels per model pixel
         dev = self.device
         self.frames = frames_tensor(ds, image_size, self.indices, progress).to(dev)
@@ -201,12 +203,16 @@ class BatchSource:
         if self.steer_prob > 0:
             steered = (rnd(B) < self.steer_prob) | self.path[rows]
             state = hide_task_state(state, steered)
+        unreasoned = None
+        if self.think is not None and self.rationale_dropout > 0:
+            unreasoned = rnd(B) < self.rationale_dropout
         return {
             "images": images,
             "instr": self.instructions[task, phr],
             "state": state,
             "targets": targets,
             "steered": steered,
+            "unreasoned": unreasoned,  # samples whose later blocks see an empty rationale
             # Where the task's objects are, as a share of the image's width and height (first view).
             "points": None if points is None else points / (self.image_size * self.scale),
         }

@@ -120,10 +120,12 @@ class ActionReasoningModel(nn.Module):
 
     # -- training ---------------------------------------------------------------------------------
     def training_inputs(self, targets: dict[str, torch.Tensor], steered: torch.Tensor | None,
-                        generator: torch.Generator | None = None):
+                        generator: torch.Generator | None = None, unreasoned: torch.Tensor | None = None):
         """Build the generated part of the sequence for a batch.
 
-        targets: block -> (B, L_block) token ids. Returns (input ids (B, Lg), span, list of
+        targets: block -> (B, L_block) token ids. ``unreasoned`` (B,) bool: samples whose later blocks see an
+        empty rationale (rationale dropout; the diffusion decoder still learns to write theirs, the causal one
+        learns nothing from a rationale it did not see). Returns (input ids (B, Lg), span, list of
         (block, logit positions (Lb,), target ids (B, Lb), loss mask (B, Lb))).
         """
         s, v = self.cfg.sequence, self.vocab
@@ -143,13 +145,20 @@ class ActionReasoningModel(nn.Module):
                 valid = after_eot == 0
             if block == "trace" and steered is not None:  # the trace was given: no loss on it
                 valid = valid & ~steered[:, None]
+            shown = tgt  # what the later blocks see of this one
+            if block == "think" and unreasoned is not None:
+                empty = torch.full_like(tgt, v.pad)
+                empty[:, 0] = v.eot
+                shown = torch.where(unreasoned[:, None], empty, tgt)
+                if not diffusion:
+                    valid = valid & ~unreasoned[:, None]
             if not diffusion:
-                ids[:, slices[b]] = tgt
+                ids[:, slices[b]] = shown
                 pos = torch.arange(markers[b], markers[b] + tgt.shape[1], device=device)
                 losses.append((block, pos, tgt, valid))
                 continue
             if b < len(s.blocks) - 1:  # the clean context copy
-                ids[:, markers[b] + 1: markers[b] + 1 + tgt.shape[1]] = tgt
+                ids[:, markers[b] + 1: markers[b] + 1 + tgt.shape[1]] = shown
             # Noisy copy: mask a cosine-scheduled share of positions (at least one) in each sample.
             u = torch.rand(B, 1, device=device, generator=generator)
             ratio = torch.cos(math.pi / 2 * u)
@@ -165,11 +174,12 @@ class ActionReasoningModel(nn.Module):
 
     def forward(self, images, instr, state, targets: dict[str, torch.Tensor], steered=None, generator=None,
                 lambda_reason: float = 1.0, action_label_sigma: float = 0.0, points: torch.Tensor | None = None,
-                points_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+                points_weight: float = 0.0, unreasoned: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Training loss: cross-entropy per block (masked positions for diffusion, next token for ar);
         loss = L_act + lambda_reason * mean(L_reasoning blocks) [+ points_weight * L_points, the pointing
-        head's error against ``points`` (B, K, 2), image coordinates as shares of the width and height]."""
-        ids, span, plan = self.training_inputs(targets, steered, generator)
+        head's error against ``points`` (B, K, 2), image coordinates as shares of the width and height].
+        ``unreasoned``: rationale dropout, see :meth:`training_inputs`."""
+        ids, span, plan = self.training_inputs(targets, steered, generator, unreasoned)
         px, pvalid = self.prefix(images, instr, state)
         x = torch.cat([px, self.embed(ids)], 1)
         full = prefix_span(px.shape[1], ids.device).cat(span)

@@ -66,6 +66,9 @@ class TrainConfig:
     paraphrase_prob: float = setting(0.5, "share of samples given a paraphrase of the instruction", "data")
     steer_prob: float = setting(0.0, "share of samples trained with the trace given (steering), from 0 to 1",
                                 "data")
+    rationale_dropout: float = setting(0.0, "share of samples whose later blocks (trace, action) see an empty "
+                                       "rationale, so that actions do not lean on one the model cannot write "
+                                       "(a mode with a think block; 0: off)", "data")
     task_weights: dict = setting({}, "sampling weight per task, as JSON, e.g. '{\"push-v3\": 2}': that task's frames "
                                  "are drawn twice as often as the others' (default 1)", "data")
     episode_limit: dict = setting({}, "train on only the first N episodes of a named task, as JSON, e.g. "
@@ -114,6 +117,11 @@ class TrainConfig:
             if not 0 <= v < 1:
                 bad(f"--{name} is the largest change of a factor on the pixel values, from 0 to below 1, e.g. 0.5; "
                     f"got {v}")
+        if not 0 <= self.rationale_dropout <= 1:
+            bad(f"--rationale-dropout is a share of samples, from 0 to 1; got {self.rationale_dropout}")
+        if self.rationale_dropout > 0 and "think" not in blocks:
+            bad(f"--rationale-dropout hides the rationale, but reasoning {self.reasoning!r} writes none; use a mode "
+                "with a think block, e.g. --reasoning think or full")
         if not 0 <= self.ema < 1:
             bad(f"--ema is a decay from 0 (off) to below 1, e.g. 0.999; got {self.ema}")
         if self.points_weight < 0:

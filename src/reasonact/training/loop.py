@@ -63,7 +63,7 @@ def batch_loss(net, cfg, batch: dict, g: torch.Generator):
     """The training loss (and its metrics) of one batch from the run's :class:`BatchSource`."""
     return net(batch["images"], batch["instr"], batch["state"], batch["targets"], batch["steered"], g,
                lambda_reason=cfg.lambda_reason, action_label_sigma=cfg.action_label_sigma,
-               points=batch["points"], points_weight=cfg.points_weight)
+               points=batch["points"], points_weight=cfg.points_weight, unreasoned=batch["unreasoned"])
 
 
 def loop(s: Setup, show: bool) -> None:
