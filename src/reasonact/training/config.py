@@ -108,20 +108,19 @@ class TrainConfig:
         if self.warmup is not None and not 0 <= self.warmup <= self.steps:
             bad(f"--warmup {self.warmup} does not fit a run of {self.steps} steps; pass a --warmup from 0 to "
                 f"{self.steps} (or leave it out: a tenth of the steps, at most 100)")
-        if not 0 <= self.steer_prob <= 1:
-            bad(f"--steer-prob is a share of samples, from 0 to 1; got {self.steer_prob}")
-        if self.steer_prob > 0 and "trace" not in blocks:
-            bad(f"--steer-prob gives samples their trace, but reasoning {self.reasoning!r} has no trace block; "
-                "use --reasoning trace or depth+trace")
+        for flag, share, block, does, lacks, fix in (
+                ("--steer-prob", self.steer_prob, "trace", "gives samples their trace", "has no trace block",
+                 "use --reasoning trace or depth+trace"),
+                ("--rationale-dropout", self.rationale_dropout, "think", "hides the rationale", "writes none",
+                 "use a mode with a think block, e.g. --reasoning think or full")):
+            if not 0 <= share <= 1:
+                bad(f"{flag} is a share of samples, from 0 to 1; got {share}")
+            if share > 0 and block not in blocks:
+                bad(f"{flag} {does}, but reasoning {self.reasoning!r} {lacks}; {fix}")
         for name, v in (("jitter", self.jitter), ("tint", self.tint)):
             if not 0 <= v < 1:
                 bad(f"--{name} is the largest change of a factor on the pixel values, from 0 to below 1, e.g. 0.5; "
                     f"got {v}")
-        if not 0 <= self.rationale_dropout <= 1:
-            bad(f"--rationale-dropout is a share of samples, from 0 to 1; got {self.rationale_dropout}")
-        if self.rationale_dropout > 0 and "think" not in blocks:
-            bad(f"--rationale-dropout hides the rationale, but reasoning {self.reasoning!r} writes none; use a mode "
-                "with a think block, e.g. --reasoning think or full")
         if not 0 <= self.ema < 1:
             bad(f"--ema is a decay from 0 (off) to below 1, e.g. 0.999; got {self.ema}")
         if self.points_weight < 0:
