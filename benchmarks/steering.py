@@ -17,7 +17,10 @@ down and up included, from where the hand starts: a 2D trace does not say how fa
 to go, so the cm figure shows what the image plane leaves open).
 
     python benchmarks/steering.py --checkpoint RUN [--data DIR] [--paths demos|own|free] [--tasks reach-v3,...]
-        [--episodes 10]
+        [--episodes 10] [--video DIR]
+
+``--video DIR`` writes the first steered rollout of each task as ``DIR/steered_<task>_seed<s>.mp4``: the given
+path in yellow and the gripper's executed path in red, drawn on the first view.
 
 ``--open-loop N`` asks a quicker question without the simulator: on N dataset frames, the policy is given a
 straight 12-pixel trace from the gripper in a random direction; the cosine between that direction and the
@@ -74,6 +77,8 @@ def main() -> None:
                          "or random waypoints at random heights")
     ap.add_argument("--open-loop", type=int, default=0, metavar="N", help="the open-loop check on N frames instead")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--video", default=None, metavar="DIR",
+                    help="write the first steered rollout of each task to DIR as an MP4, the given path beside the executed one")
     a = ap.parse_args()
     if a.open_loop:
         return open_loop(a)
@@ -94,9 +99,10 @@ def main() -> None:
         K, E = ep.camera
         return project(np.asarray(ep.ee_path), K, E)
 
-    def episodes(given=None, world=False):
+    def episodes(given=None, world=False, record=False):
         """Held-out layouts; with ``given`` (image path in pixels, world path in metres, by layout) each
-        carries a tracker along its path, in the image, or (``world``) in metres for the 3D follower."""
+        carries a tracker along its path, in the image, or (``world``) in metres for the 3D follower;
+        ``record``: the first of each task keeps its frames."""
         out = []
         for t in tasks:
             for s in held_out_seeds(a.episodes, used.get(t, set())):
@@ -107,7 +113,8 @@ def main() -> None:
                     image, metres = given[(t, s)]
                     tracker = PathTracker(metres, tolerance=0.01) if world else PathTracker.in_image(image, policy.resolution)
                     info = {"given": image, "given_world": metres, "tracker": tracker}
-                out.append(Episode(t, s, info=info))
+                first = not any(e.task == t for e in out)
+                out.append(Episode(t, s, record=record and first, info=info))
         return out
 
     def steer(ep, obs):
@@ -119,7 +126,9 @@ def main() -> None:
     kw = dict(diffusion_steps=policy.info.default_diffusion_steps, execute=policy.horizon, workers=a.workers)
     free = rollout(policy, episodes(), **kw).episodes
     given = given_paths(a, policy, tasks, free, own_path)
-    steered = rollout(policy, episodes(given), steer=steer, **kw).episodes
+    steered = rollout(policy, episodes(given, record=bool(a.video)), steer=steer, **kw).episodes
+    if a.video:
+        write_steered_videos(steered, Path(a.video), policy.resolution)
     followed = rollout(PathFollower(policy), episodes(given, world=True), steer=steer_world, diffusion_steps=1,
                        execute=1, workers=a.workers).episodes
     for e in free:
@@ -159,6 +168,17 @@ def main() -> None:
                           "episodes; end_px is the final gripper position's distance to the path's end; "
                           "follower: a controller tracking the given path in 3D. Paths: " + PATHS[a.paths]},
            out=a.out)
+
+
+def write_steered_videos(steered, directory: Path, resolution: int) -> None:
+    from reasonact.evaluation.videos import steered_frames
+    from reasonact.viz.draw import write_video
+
+    for e in steered:
+        if e.record:
+            path = write_video(directory / f"steered_{e.task}_seed{e.seed}.mp4",
+                               steered_frames(e, e.info["given"], resolution), fps=30)
+            print(f"wrote {path}")
 
 
 PATHS = {

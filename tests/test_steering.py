@@ -3,7 +3,9 @@ import pytest
 
 import reasonact
 from reasonact.data import load_dataset
+from reasonact.evaluation.videos import EXECUTED_PATH_COLOR
 from reasonact.steering import PathTracker, distance_to_path, point_along, remaining_path
+from reasonact.viz.draw import GIVEN_TRACE_COLOR
 
 
 def test_remaining_path_starts_at_the_nearest_point_ahead():
@@ -141,3 +143,25 @@ def test_random_path_frames_are_always_trained_steered(fake_data):
     with pytest.raises(ValueError, match="steer_prob"):
         BatchSource(ds, np.arange(len(ds)), tok, steer_prob=0.0, **kw)
     BatchSource(ds, np.nonzero(~ds.path_frames)[0], tok, steer_prob=0.0, **kw)  # left out, they are fine
+
+
+def test_steered_video_frames_draw_the_given_path_and_the_path_executed_so_far():
+    from reasonact.evaluation.rollout import Episode
+    from reasonact.evaluation.videos import steered_frames
+
+    K = np.array([[10.0, 0, 32], [0, 10.0, 32], [0, 0, 1]])  # a camera at the origin looking down +z
+    xs = np.linspace(-1.0, 1.0, 5)  # the gripper moves right along row 32: pixels x = 22 .. 42
+    ep = Episode("reach-v3", 7, record=True, frames=[np.zeros((64, 64, 3), np.uint8)] * 5,
+                 ee_path=[np.array([x, 0.0, 1.0]) for x in xs], camera=(K, np.eye(4)))
+    given = np.array([[32.0, 16.0], [32.0, 56.0]])  # a vertical path through the middle
+    frames = steered_frames(ep, given, resolution=64)
+    assert len(frames) == 5 and frames[0].shape == (256, 256, 3)  # upscaled 4x
+    yellow, red = np.array(GIVEN_TRACE_COLOR), np.array(EXECUTED_PATH_COLOR)
+    at = lambda f, x, y: f[int(y * 4), int(x * 4)]  # noqa: E731  (pixel coordinates of the 64 px frame)
+    for f in frames:
+        np.testing.assert_array_equal(at(f, 32, 40), yellow)
+    np.testing.assert_array_equal(at(frames[4], 27, 32), red)  # between where it started and where it is
+    np.testing.assert_array_equal(at(frames[4], 42, 32), red)  # where it is at the end
+    assert not (at(frames[0], 27, 32) == red).all() and not (at(frames[0], 42, 32) == red).all()  # not yet there
+    with pytest.raises(ValueError, match="not recorded"):
+        steered_frames(Episode("reach-v3", 7), given, resolution=64)
