@@ -301,3 +301,20 @@ def test_attention_share_at_reads_the_patch_under_each_point():
     # A wider image: x is read against the width, y against the height.
     assert share_at(attn, np.array([[80, 20]]), (128, 64))[0] == 0.7
 
+
+
+def test_a_rationale_block_too_short_says_the_length_that_holds_every_rationale(capsys):
+    from types import SimpleNamespace
+
+    from reasonact.tokenizers import TextTokenizer, Vocab
+    from reasonact.training.setup import rationale_tokens
+
+    text = TextTokenizer.train(["open the drawer", "push the puck"], 300)  # fitted without the rationale
+    tok = SimpleNamespace(text=text, vocab=Vocab(text=text.vocab_size))
+    n = len(text.encode(GOOD))
+    ids = rationale_tokens([GOOD, GOOD], tok, 16)
+    assert ids.shape == (2, 16) and ids[0, -1] == tok.vocab.eot  # cut short, <eot> kept last
+    assert f"the longest takes {n} tokens (--think-tokens {n + 1} holds them all" in capsys.readouterr().out
+    ids = rationale_tokens([GOOD], tok, n + 1)
+    assert "warning" not in capsys.readouterr().out and ids[0, -1] == tok.vocab.eot
+    assert [int(i) - tok.vocab.offset("text") for i in ids[0, :-1]] == list(text.encode(GOOD))  # all of it

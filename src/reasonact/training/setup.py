@@ -221,10 +221,12 @@ def depth_codes(ds: ReasonactDataset, run: Path, device) -> np.ndarray:
 def rationale_tokens(texts: list[str], tok: Tokenizers, length: int) -> torch.Tensor:
     """(N, length) rationale ids for every frame."""
     unique = {t: encode_rationale(t, tok.text, tok.vocab, length) for t in set(texts)}
-    cut = sum(len(tok.text.encode(t)) >= length for t in unique)
+    lengths = [len(tok.text.encode(t)) for t in unique]
+    cut = sum(n >= length for n in lengths)
     if cut:
         print(f"warning: {cut} of {len(unique)} distinct rationales are longer than the {length}-token block "
-              "and are cut short (a text tokenizer fitted on the rationales makes them shorter)")
+              f"and are cut short; the longest takes {max(lengths)} tokens (--think-tokens {max(lengths) + 1} holds "
+              "them all; a text tokenizer fitted on the rationales, a run without --init, makes them shorter)")
     return torch.stack([unique[t] for t in texts])
 
 
