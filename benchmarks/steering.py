@@ -20,7 +20,7 @@ to go, so the cm figure shows what the image plane leaves open).
         [--episodes 10] [--video DIR]
 
 ``--video DIR`` writes the first steered rollout of each task as ``DIR/steered_<task>_seed<s>.mp4``: the given
-path in yellow and the gripper's executed path in red, drawn on the first view.
+path in yellow and the gripper's executed path in magenta, drawn on the first view.
 
 ``--open-loop N`` asks a quicker question without the simulator: on N dataset frames, the policy is given a
 straight 12-pixel trace from the gripper in a random direction; the cosine between that direction and the

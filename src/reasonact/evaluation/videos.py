@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-EXECUTED_PATH_COLOR = (255, 60, 60)
+EXECUTED_PATH_COLOR = (255, 0, 255)  # magenta: apart from the red arm and the yellow given path
 
 
 def write_videos(episodes, directory: Path, resolution: int) -> None:
@@ -27,7 +27,7 @@ def write_videos(episodes, directory: Path, resolution: int) -> None:
 
 def steered_frames(ep, given: np.ndarray, resolution: int) -> list[np.ndarray]:
     """The frames of a recorded steered episode with the whole given path (yellow, pixels of the first view)
-    and the gripper's executed path up to each frame (red, its end effector projected) drawn on them."""
+    and the gripper's executed path up to each frame (magenta, its end effector projected) drawn on them."""
     from PIL import Image
 
     from ..envs import project
