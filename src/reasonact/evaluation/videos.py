@@ -9,6 +9,10 @@ import numpy as np
 EXECUTED_PATH_COLOR = (255, 0, 255)  # magenta: apart from the red arm and the yellow given path
 
 
+def _caption(ep, k: int) -> str:
+    return f"{ep.task} t={k}" + (" success" if ep.success and k == len(ep.frames) - 1 else "")
+
+
 def write_videos(episodes, directory: Path, resolution: int) -> None:
     """One MP4 per recorded episode, with the trace the policy predicted (or was given) drawn on each frame."""
     from ..viz.draw import GIVEN_TRACE_COLOR, TRACE_COLOR, draw_trace, label, write_video
@@ -21,7 +25,7 @@ def write_videos(episodes, directory: Path, resolution: int) -> None:
         frames = []
         for k, (img, tr) in enumerate(zip(ep.frames, ep.frame_traces)):
             f = draw_trace(img, tr, scale=scale, color=color)
-            frames.append(label(f, f"{ep.task} t={k}" + (" success" if ep.success and k == len(ep.frames) - 1 else "")))
+            frames.append(label(f, _caption(ep, k)))
         write_video(directory / f"{ep.task}_seed{ep.seed}.mp4", frames, fps=30)
 
 
@@ -43,5 +47,5 @@ def steered_frames(ep, given: np.ndarray, resolution: int) -> list[np.ndarray]:
         draw_trace(None, given, scale=scale, color=GIVEN_TRACE_COLOR, canvas=canvas)
         done = np.vstack([executed[:k + 1:4], executed[k:k + 1]])  # every 4th step, and where the gripper is now
         f = draw_trace(None, done, scale=scale, color=EXECUTED_PATH_COLOR, canvas=canvas)
-        out.append(label(f, f"{ep.task} t={k}" + (" success" if ep.success and k == len(ep.frames) - 1 else "")))
+        out.append(label(f, _caption(ep, k)))
     return out
