@@ -21,11 +21,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from attention_focus import task_frames  # noqa: E402
 from common import report  # noqa: E402
 
-FIELDS = ("Observation", "Situation", "Spatial reasoning", "Plan")
+from reasonact.reasoning.rationale import SECTIONS as FIELDS  # noqa: E402
 
 
 def fields(text: str) -> dict[str, str]:
-    """'Observation: a. Situation: b. ...' -> {'Observation': 'a', ...} (fields that are missing are left out)."""
+    """'Observation: a. Situation: b. ...' -> {'Observation': 'a', ...}. Unlike `parse_rationale`, which rejects
+    a text without all four sections, this keeps what a garbled written rationale does have (missing fields are
+    left out, a repeated one counts once)."""
     marks = [(m.start(), m.end(), m.group(1)) for m in re.finditer(r"(%s):" % "|".join(FIELDS), text)]
     out = {}
     for k, (_, end, name) in enumerate(marks):
