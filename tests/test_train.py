@@ -596,6 +596,16 @@ def test_compile_is_skipped_with_a_message_where_no_cpp_compiler_is_found(monkey
     assert can_compile(torch.device("cpu"))
 
 
+@pytest.mark.skipif(shutil.which("g++") is None and not os.environ.get("CXX"), reason="torch.compile needs g++ on a CPU")
+def test_a_compiled_steering_run_trains_its_trace_and_action_blocks(fake_data, tmp_path):
+    # The output head is sliced once per block (trace, then actions): the compiled step must take both slices.
+    run = reasonact.train(fake_data, tmp_path / "run", config="debug", steps=3, reasoning="trace", steer_prob=0.3,
+                          compile=True, progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 3
+    assert all(np.isfinite(r["loss_trace"]) and np.isfinite(r["loss_act"]) for r in rows)
+
+
 def test_an_unfinished_run_is_continued_only_from_the_same_data_and_settings(fake_data, tmp_path, monkeypatch):
     from reasonact import checkpoint
 

@@ -349,7 +349,9 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
         # The loss values logged each step (`float(loss)`) break the graph; returning them as tensors instead
         # measured slower, so the break stays, and torch's advice about it is not printed into every run's log.
         logging.getLogger("torch._dynamo.variables.tensor").setLevel(logging.ERROR)
-        net = torch.compile(model)
+        # Static shapes: the output head is sliced per block (trace, then actions), and slicing by sizes that
+        # torch had made symbolic failed to compile; the few distinct shapes each compile once instead.
+        net = torch.compile(model, dynamic=False)
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     setup.net = net
