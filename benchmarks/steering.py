@@ -72,9 +72,10 @@ def main() -> None:
     ap.add_argument("--tasks", default=None, help="default: the run's tasks")
     ap.add_argument("--episodes", type=int, default=10, help="held-out layouts per task")
     ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--paths", default="demos", choices=("demos", "own", "free"),
+    ap.add_argument("--paths", default="demos", choices=("demos", "own", "free", "plane"),
                     help="which paths to give: other layouts' demonstrations, the expert's own path on the layout, "
-                         "or random waypoints at random heights")
+                         "random waypoints at random heights, or random waypoints at the hand's starting height "
+                         "(as in collect --expert path)")
     ap.add_argument("--open-loop", type=int, default=0, metavar="N", help="the open-loop check on N frames instead")
     ap.add_argument("--out", default=None)
     ap.add_argument("--video", default=None, metavar="DIR",
@@ -185,6 +186,7 @@ PATHS = {
     "demos": "another layout's demonstration of the task, the one farthest from what the policy did on its own",
     "own": "the scripted expert's path on the same layout (steered, the task should still succeed)",
     "free": "random waypoints in the workspace at random heights (moves down and up), from where the hand starts",
+    "plane": "random waypoints in the workspace at the hand's starting height (as the random-path training episodes)",
 }
 
 
@@ -193,7 +195,7 @@ def given_paths(a, policy, tasks, free, own_path) -> dict:
     from reasonact.envs import project
     from reasonact.steering import distance_to_path
 
-    if a.paths == "free":
+    if a.paths in ("free", "plane"):
         import zlib
 
         from reasonact.envs.paths import PathExpert
@@ -201,7 +203,8 @@ def given_paths(a, policy, tasks, free, own_path) -> dict:
         out = {}
         for e in free:
             start = np.asarray(e.ee_path[0], np.float64)
-            way = PathExpert.random([e.seed, zlib.crc32(e.task.encode()), 7], start, planar=False).waypoints
+            way = PathExpert.random([e.seed, zlib.crc32(e.task.encode()), 7], start,
+                                    planar=a.paths == "plane").waypoints
             world = np.vstack([start, way])
             out[(e.task, e.seed)] = (project(world, *e.camera).astype(np.float32), world.astype(np.float32))
         return out
