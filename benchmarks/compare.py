@@ -13,7 +13,10 @@ from pathlib import Path
 def load(report_dir: Path) -> dict:
     from reasonact.checkpoint import read_summary
 
-    r = json.loads((report_dir / "report.json").read_text())
+    path = report_dir / "report.json"
+    if not path.exists() and (report_dir / "eval-report.json").exists():  # a shipped checkpoint's own report
+        path = report_dir / "eval-report.json"
+    r = json.loads(path.read_text())
     r["_train"] = read_summary(r["checkpoint"])
     r.setdefault("diffusion_steps", r.get("steps"))  # reports written before the key was renamed
     return r
@@ -45,7 +48,7 @@ def table(reports: list[dict], names: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("reports", nargs="+", help="evaluation output directories (holding report.json)")
+    ap.add_argument("reports", nargs="+", help="evaluation output directories (holding report.json) or shipped checkpoints (eval-report.json)")
     ap.add_argument("--names", default=None, help="column names, comma-separated (default: directory names)")
     ap.add_argument("--json", default=None, help="also write the reports' key numbers as JSON")
     a = ap.parse_args()
