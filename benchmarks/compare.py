@@ -48,7 +48,8 @@ def table(reports: list[dict], names: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("reports", nargs="+", help="evaluation output directories (holding report.json) or shipped checkpoints (eval-report.json)")
+    ap.add_argument("reports", nargs="+", help="evaluation output directories (holding report.json) "
+                                                    "or shipped checkpoints (eval-report.json)")
     ap.add_argument("--names", default=None, help="column names, comma-separated (default: directory names)")
     ap.add_argument("--json", default=None, help="also write the reports' key numbers as JSON")
     a = ap.parse_args()
