@@ -43,6 +43,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
+METRICS = ("mean_px", "max_px", "end_px", "mean_cm", "upto_end_cm")
+
 
 class PathFollower:
     """A perfect follower for reference: its "trace" is the remaining path in world metres, and it moves the
@@ -76,6 +78,9 @@ def main() -> None:
                     help="which paths to give: other layouts' demonstrations, the expert's own path on the layout, "
                          "random waypoints at random heights, or random waypoints at the hand's starting height "
                          "(as in collect --expert path)")
+    ap.add_argument("--from-gripper", action="store_true",
+                    help="start each given trace at the gripper, then the path ahead (as every training trace starts), "
+                         "instead of at the path's point nearest to the gripper")
     ap.add_argument("--open-loop", type=int, default=0, metavar="N", help="the open-loop check on N frames instead")
     ap.add_argument("--out", default=None)
     ap.add_argument("--video", default=None, metavar="DIR",
@@ -119,7 +124,9 @@ def main() -> None:
         return out
 
     def steer(ep, obs):
-        return ep.info["tracker"].ahead(project(obs["ee_pos"], obs["camera_intrinsics"], obs["camera_extrinsics"]))
+        here = project(obs["ee_pos"], obs["camera_intrinsics"], obs["camera_extrinsics"]).reshape(1, 2)
+        ahead = ep.info["tracker"].ahead(here[0])
+        return np.concatenate([here, ahead]).astype(np.float32) if a.from_gripper else ahead
 
     def steer_world(ep, obs):
         return ep.info["tracker"].ahead(obs["ee_pos"])
@@ -138,12 +145,17 @@ def main() -> None:
 
     def deviation(ep):
         """Mean and largest distance of the executed path from the given one, in pixels; the final gripper
-        position's distance from the path's end (pixels); the mean distance in the world (cm)."""
+        position's distance from the path's end (pixels); the mean distance in the world (cm), over the
+        episode and over its steps until the gripper first comes within 2 cm of the path's end (all of them
+        if it never does): what it did along the path, without what it did after."""
         px = own_path(ep)
         d = distance_to_path(px, ep.info["given"])
         end = float(np.linalg.norm(px[-1] - ep.info["given"][-1]))
-        cm = 100 * distance_to_path(np.asarray(ep.ee_path), ep.info["given_world"])
-        return float(d.mean()), float(d.max()), end, float(cm.mean())
+        world, given = np.asarray(ep.ee_path), ep.info["given_world"]
+        cm = 100 * distance_to_path(world, given)
+        arrived = np.nonzero(np.linalg.norm(world - given[-1], axis=1) < 0.02)[0]
+        upto = arrived[0] + 1 if len(arrived) else len(world)
+        return float(d.mean()), float(d.max()), end, float(cm.mean()), float(cm[:upto].mean())
 
     rows = []
     key = lambda e: (e.task, e.seed)  # noqa: E731
@@ -157,16 +169,19 @@ def main() -> None:
         for name, eps in runs.items():
             d = [deviation(e) for e in eps if e.task == t]
             row |= {f"{name}_{m}": float(np.mean([x[i] for x in d]))
-                    for i, m in enumerate(("mean_px", "max_px", "end_px", "mean_cm"))}
+                    for i, m in enumerate(METRICS)}
         for name in ("steered", "own"):
             row[f"{name}_success"] = float(np.mean([e.success for e in runs[name] if e.task == t]))
         rows.append(row)
-    cols = [f"{n}_{m}" for n in runs for m in ("mean_px", "max_px", "end_px", "mean_cm")]
+    cols = [f"{n}_{m}" for n in runs for m in METRICS]
     report(f"steering_{a.paths}", rows, ["task", "episodes", *cols, "steered_success", "own_success"],
            extra={"checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
+                  "from_gripper": a.from_gripper,
                   "note": "distances from the executed end-effector path to the given path: in image pixels "
                           "(projected) and in the world (cm, 3D); max_px is the per-episode maximum averaged over "
-                          "episodes; end_px is the final gripper position's distance to the path's end; "
+                          "episodes; end_px is the final gripper position's distance to the path's end; upto_end_cm: the mean "
+                          "distance in the world over the steps until the gripper first came within 2 cm of the path's "
+                          "end (the whole episode if it never did); "
                           "follower: a controller tracking the given path in 3D. Paths: " + PATHS[a.paths]},
            out=a.out)
 

@@ -195,9 +195,21 @@ def test_a_task_the_expert_keeps_failing_is_given_up_and_not_retried(tmp_path, m
     # The other expert's failures are its own: random paths on the same task are still collected.
     monkeypatch.setattr(collect_mod, "run_expert_episode", real)
     paths = collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, expert="path",
-                    progress=False)
+                    path_hold=3, progress=False)
     assert paths.new_episodes == 1 and not paths.gave_up
-    assert load_dataset(out).episodes[0]["seed"] not in {s for _, s in tried}
+    ds = load_dataset(out)
+    assert ds.episodes[0]["seed"] not in {s for _, s in tried}
+    # --path-hold: the episode ends with the hand kept at the path's last waypoint for 3 more steps.
+    from reasonact.envs.paths import PathExpert
+
+    ee, actions = ds.ee_pos[ds.episode_frames(0)], ds.actions[ds.episode_frames(0)]
+    expert = PathExpert.for_episode("reach-v3", ds.episodes[0]["seed"], ee[0])
+    np.testing.assert_array_equal(actions[-3:, :3], 0)
+    assert np.abs(actions[:-3, :3]).max(axis=1).min() > 0  # it moved until it got there
+    assert (np.linalg.norm(ee[-3:] - expert.waypoints[-1], axis=1) < expert.tolerance + 0.012).all()
+    for bad, match in ((dict(expert="path", path_hold=-1), "non-negative"), (dict(path_hold=5), "random-path")):
+        with pytest.raises(ValueError, match=match):
+            collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, progress=False, **bad)
 
 
 def test_cli_rejects_an_unknown_task_and_writes_nothing(tmp_path):

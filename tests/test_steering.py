@@ -114,6 +114,13 @@ def test_path_expert_visits_its_waypoints_in_order():
     assert hits == sorted(hits) and all(np.linalg.norm(visited[h] - p) < expert.tolerance for h, p in zip(hits, w))
     np.testing.assert_array_equal(expert.action(ee)[:3], 0)  # done: it stays
     assert not expert.stuck
+    # With ``hold``, a path is finished only after that many more steps at its end.
+    held = PathExpert(w, hold=3)
+    held.next = len(w)  # the last waypoint reached
+    assert [held.update(w[-1]) for _ in range(4)] == [False, False, True, True]
+    assert held.step_budget(start) == expert.step_budget(start) + 3
+    with pytest.raises(ValueError, match="non-negative"):
+        PathExpert(w, hold=-1)
     # An arm that cannot move (blocked by the scene) is reported stuck after `patience` steps.
     blocked = PathExpert.random(7, start)
     for k in range(blocked.patience + 1):

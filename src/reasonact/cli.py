@@ -118,6 +118,9 @@ def _add_collect(sub) -> None:
     p.add_argument("--start-jitter", type=float, default=0.0,
                    help="start each episode's hand up to this many metres (per axis) from the task's home position, "
                         "so that the hand's position does not give away where the object is (e.g. 0.1)")
+    p.add_argument("--path-hold", type=int, default=0,
+                   help="with --expert path: steps the hand stays at the path's end before the episode ends, so that "
+                        "training sees what a finished path means (e.g. 20)")
 
     def run(a):
         from .data.collect import collect
@@ -125,7 +128,7 @@ def _add_collect(sub) -> None:
         print(collect(a.out, suite=a.suite, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
                       resolution=a.resolution, camera=a.camera, state_mode=a.state_mode,
                       workers=a.workers, seed=a.seed, expert=a.expert, start_jitter=a.start_jitter,
-                      task_episodes=a.task_episodes))
+                      path_hold=a.path_hold, task_episodes=a.task_episodes))
 
     p.set_defaults(func=run)
 

@@ -22,15 +22,19 @@ class PathExpert:
     """Moves the end effector through ``waypoints`` with a proportional controller (xyz-delta actions).
 
     Per step: ``action(ee)``, step the simulator, ``update(ee)``; ``done`` once the last waypoint is
-    reached, ``stuck`` when the arm has not come closer to the next one for ``patience`` steps (it ran
-    into the scene: a door, a window frame)."""
+    reached, ``finished`` after ``hold`` more steps there (the hand stays put, so that the data shows what a
+    finished path means), ``stuck`` when the arm has not come closer to the next one for ``patience`` steps
+    (it ran into the scene: a door, a window frame)."""
 
     def __init__(self, waypoints: np.ndarray, *, gain: float = 10.0, tolerance: float = 0.02,
-                 gripper: float = -1.0, patience: int = 15):
+                 gripper: float = -1.0, patience: int = 15, hold: int = 0):
         self.waypoints = np.asarray(waypoints, np.float64).reshape(-1, 3)
         if len(self.waypoints) == 0:
             raise ValueError("a path needs at least one waypoint")
-        self.gain, self.tolerance, self.gripper, self.patience = gain, tolerance, gripper, patience
+        if not isinstance(hold, int) or hold < 0:
+            raise ValueError(f"hold must be a non-negative number of steps, got {hold!r}")
+        self.gain, self.tolerance, self.gripper, self.patience, self.hold = gain, tolerance, gripper, patience, hold
+        self._held = 0  # steps spent at the last waypoint
         self.next = 0  # index of the waypoint being approached
         self._best, self._idle = np.inf, 0  # closest approach to it so far; steps without coming closer
 
@@ -66,25 +70,33 @@ class PathExpert:
         """Steps after which an unfinished path counts as failed (the arm is stuck on something): twice
         what the legs take at full speed (1 cm per step) plus the slow approach to each waypoint."""
         legs = np.linalg.norm(np.diff(np.vstack([start, self.waypoints]), axis=0), axis=1)
-        return int(2 * (legs.sum() / 0.01 + 20 * len(self.waypoints)))
+        return int(2 * (legs.sum() / 0.01 + 20 * len(self.waypoints))) + self.hold
 
     @property
     def done(self) -> bool:
         return self.next >= len(self.waypoints)
 
     @property
+    def finished(self) -> bool:
+        return self.done and self._held >= self.hold
+
+    @property
     def stuck(self) -> bool:
         return self._idle >= self.patience
 
     def update(self, ee_pos: np.ndarray) -> bool:
-        """After a step: pass every waypoint now within reach; True once the last one has been reached."""
+        """After a step: pass every waypoint now within reach; True once the last one has been reached and
+        held for ``hold`` steps."""
+        if self.done:
+            self._held += 1
+            return self.finished
         while not self.done and np.linalg.norm(self.waypoints[self.next] - ee_pos) < self.tolerance:
             self.next += 1
             self._best, self._idle = np.inf, 0
         if not self.done:
             d = float(np.linalg.norm(self.waypoints[self.next] - ee_pos))
             self._best, self._idle = (d, 0) if d < self._best - 1e-3 else (self._best, self._idle + 1)
-        return self.done
+        return self.finished
 
     def action(self, ee_pos: np.ndarray) -> np.ndarray:
         """The action toward the next waypoint from ``ee_pos`` (zero motion once the path is done)."""
