@@ -16,8 +16,11 @@ steered along it, the task should still succeed) or ``free`` (random waypoints a
 down and up included, from where the hand starts: a 2D trace does not say how far along the camera's rays
 to go, so the cm figure shows what the image plane leaves open).
 
-    python benchmarks/steering.py --checkpoint RUN [--data DIR] [--paths demos|own|free] [--tasks reach-v3,...]
-        [--episodes 10] [--video DIR]
+    python benchmarks/steering.py --checkpoint RUN [--data DIR] [--paths demos|own|free|plane] [--tasks reach-v3,...]
+        [--episodes 10] [--video DIR] [--from-gripper]
+
+``--from-gripper`` gives each trace from the gripper's pixel, then the path ahead (every training trace starts at
+the gripper), instead of from the path's point nearest to the gripper.
 
 ``--video DIR`` writes the first steered rollout of each task as ``DIR/steered_<task>_seed<s>.mp4``: the given
 path in yellow and the gripper's executed path in magenta, drawn on the first view.
