@@ -18,6 +18,7 @@ from reasonact.model.arm import ActionReasoningModel
 from reasonact.model.config import Config, SequenceConfig, model_config
 from reasonact.tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
 from reasonact.training.config import train_config
+from reasonact.training.setup import can_compile
 
 NO_NORM = StateNorm(np.zeros(7, np.float32), np.ones(7, np.float32))
 
@@ -583,10 +584,6 @@ def test_a_dataset_of_the_earlier_layout_loads_as_the_same_data(tmp_path):
 
 
 def test_compile_is_skipped_with_a_message_where_no_cpp_compiler_is_found(monkeypatch, capsys):
-    import shutil
-
-    from reasonact.training.setup import can_compile
-
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert not can_compile(torch.device("cpu"))
@@ -596,11 +593,9 @@ def test_compile_is_skipped_with_a_message_where_no_cpp_compiler_is_found(monkey
     assert can_compile(torch.device("cpu"))
 
 
+@pytest.mark.skipif(not can_compile(torch.device("cpu"), say=False),
+                    reason="torch.compile needs a C++ compiler on a CPU (g++, c++, clang++ or $CXX); CI has g++")
 def test_a_compiled_steering_run_trains_its_trace_and_action_blocks(fake_data, tmp_path):
-    from reasonact.training.setup import can_compile
-
-    if not can_compile(torch.device("cpu"), say=False):
-        pytest.skip("torch.compile needs a C++ compiler on a CPU")
     # The output head is sliced once per block (trace, then actions): the compiled step must take both slices.
     run = reasonact.train(fake_data, tmp_path / "run", config="debug", steps=3, reasoning="trace", steer_prob=0.3,
                           compile=True, progress=False)
