@@ -67,7 +67,7 @@ def succeeds_with_true_points(policy, env, obs: dict) -> bool:
     while True:
         true = project(obs["privileged"]["points"], obs["camera_intrinsics"], obs["camera_extrinsics"])
         x = policy.inputs([obs])
-        given = {"points": torch.from_numpy(tok.trace.encode(true[None]) + off)}
+        given = {"points": torch.from_numpy(tok.trace.encode_points(true[None]) + off)}
         with torch.inference_mode():
             res = generate(policy.model, x.images, x.instr, x.state, diffusion_steps=policy.info.default_diffusion_steps,
                            given=given, generator=torch.Generator().manual_seed(0))

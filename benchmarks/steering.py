@@ -17,10 +17,12 @@ down and up included, from where the hand starts: a 2D trace does not say how fa
 to go, so the cm figure shows what the image plane leaves open).
 
     python benchmarks/steering.py --checkpoint RUN [--data DIR] [--paths demos|own|free|plane] [--tasks reach-v3,...]
-        [--episodes 10] [--video DIR] [--from-gripper]
+        [--episodes 10] [--video DIR] [--from-gripper] [--execute N]
 
 ``--from-gripper`` gives each trace from the gripper's pixel, then the path ahead (every training trace starts at
-the gripper), instead of from the path's point nearest to the gripper.
+the gripper), instead of from the path's point nearest to the gripper. ``--execute N`` runs N steps of each
+steered chunk before the policy looks again (default: the whole chunk, as unsteered); fewer steps mean more
+forward passes and less motion on a stale trace.
 
 ``--video DIR`` writes the first steered rollout of each task as ``DIR/steered_<task>_seed<s>.mp4``: the given
 path in yellow and the gripper's executed path in magenta, drawn on the first view.
@@ -84,6 +86,8 @@ def main() -> None:
     ap.add_argument("--from-gripper", action="store_true",
                     help="start each given trace at the gripper, then the path ahead (as every training trace starts), "
                          "instead of at the path's point nearest to the gripper")
+    ap.add_argument("--execute", type=int, default=None, metavar="N",
+                    help="steps of each steered chunk run before the next prediction (default: the policy's horizon)")
     ap.add_argument("--open-loop", type=int, default=0, metavar="N", help="the open-loop check on N frames instead")
     ap.add_argument("--out", default=None)
     ap.add_argument("--video", default=None, metavar="DIR",
@@ -134,10 +138,13 @@ def main() -> None:
     def steer_world(ep, obs):
         return ep.info["tracker"].ahead(obs["ee_pos"])
 
-    kw = dict(diffusion_steps=policy.info.default_diffusion_steps, execute=policy.horizon, workers=a.workers)
-    free = rollout(policy, episodes(), **kw).episodes
+    execute = a.execute or policy.horizon
+    if not 1 <= execute <= policy.horizon:
+        raise SystemExit(f"--execute must be between 1 and the policy's horizon ({policy.horizon}), got {a.execute}")
+    kw = dict(diffusion_steps=policy.info.default_diffusion_steps, workers=a.workers)
+    free = rollout(policy, episodes(), execute=policy.horizon, **kw).episodes
     given = given_paths(a, policy, tasks, free, own_path)
-    steered = rollout(policy, episodes(given, record=bool(a.video)), steer=steer, **kw).episodes
+    steered = rollout(policy, episodes(given, record=bool(a.video)), steer=steer, execute=execute, **kw).episodes
     if a.video:
         write_steered_videos(steered, Path(a.video), policy.resolution)
     followed = rollout(PathFollower(policy), episodes(given, world=True), steer=steer_world, diffusion_steps=1,
@@ -179,7 +186,7 @@ def main() -> None:
     cols = [f"{n}_{m}" for n in runs for m in METRICS]
     report(f"steering_{a.paths}", rows, ["task", "episodes", *cols, "steered_success", "own_success"],
            extra={"checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
-                  "from_gripper": a.from_gripper,
+                  "from_gripper": a.from_gripper, "steered_execute": execute,
                   "note": "distances from the executed end-effector path to the given path: in image pixels "
                           "(projected) and in the world (cm, 3D); max_px is the per-episode maximum averaged over "
                           "episodes; end_px is the final gripper position's distance to the path's end; upto_end_cm: the mean "

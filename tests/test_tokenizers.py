@@ -35,6 +35,25 @@ def test_trace_tokens_round_trip_within_one_bin():
     assert (np.abs(back - pts) <= np.array([128 / 256, 96 / 256]) / 2 + 1e-6).all()
 
 
+def test_relative_trace_writes_offsets_from_the_first_point():
+    tok = TraceTokenizer(width=64, height=64, points=5, relative=True)
+    pts = np.random.default_rng(2).uniform(0, 60, size=(50, 5, 2))
+    back = tok.decode(tok.encode(pts))
+    np.testing.assert_allclose(back[:, 0], pts[:, 0], atol=64 / 256 / 2 + 1e-6)  # the first point: absolute bins
+    assert np.abs(back - pts).max() <= 64 / 256 * 1.5 + 1e-5  # later ones: twice as coarse, plus the first's error
+    # The same path moved whole (by a whole number of bins): only the first point's tokens change.
+    moved = tok.encode(pts + 2.0)
+    np.testing.assert_array_equal(moved[:, 2:], tok.encode(pts)[:, 2:])
+    assert (moved[:, :2] != tok.encode(pts)[:, :2]).all()
+    # A path heading right and down: the first offset's bins lie above the middle, whatever the start.
+    ids = tok.encode(np.array([[[5.0, 5.0], [15.0, 12.0]], [[50.0, 40.0], [60.0, 47.0]]]))
+    np.testing.assert_array_equal(ids[0, 2:], ids[1, 2:])
+    assert (ids[:, 2:] > 128).all()
+    # object points are never relative; the setting survives saving
+    np.testing.assert_array_equal(tok.encode_points(pts), TraceTokenizer(64, 64).encode(pts))
+    assert TraceTokenizer.from_dict(tok.to_dict()) == tok
+
+
 def test_resample_trace_keeps_ends_and_spacing():
     line = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]])
     r = resample_trace(line, 5)

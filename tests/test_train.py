@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import shutil
@@ -85,7 +86,7 @@ def test_a_points_block_is_learnt_and_decoded_onto_the_object(fake_data):
     res = generate(model, batch["images"], batch["instr"], batch["state"], diffusion_steps=4,
                    generator=torch.Generator().manual_seed(0))
     assert torch.equal(res.tokens["points"], batch["targets"]["points"])
-    px = tok.trace.decode((res.tokens["points"] - tok.vocab.offset("coord")).numpy())  # (4, 1, 2) pixels
+    px = tok.trace.decode_points((res.tokens["points"] - tok.vocab.offset("coord")).numpy())  # (4, 1, 2) pixels
     np.testing.assert_allclose(px, ds.points[rows.numpy()], atol=tok.trace.width / tok.trace.bins)
 
 
@@ -602,6 +603,23 @@ def test_a_compiled_steering_run_trains_its_trace_and_action_blocks(fake_data, t
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 3
     assert all(np.isfinite(r["loss_trace"]) and np.isfinite(r["loss_act"]) for r in rows)
+
+
+def test_a_relative_trace_run_trains_on_offsets_and_its_policy_writes_pixels(fake_data, tmp_path):
+    ds = load_dataset(fake_data)
+    src, tok, _ = _source(ds, "trace")
+    tok = dataclasses.replace(tok, trace=dataclasses.replace(tok.trace, relative=True))
+    src.tok = tok
+    rows = torch.arange(0, len(ds), 5)
+    want = tok.trace.encode(ds.traces[rows.numpy()]) + tok.vocab.offset("coord")
+    np.testing.assert_array_equal(src.batch(rows)["targets"]["trace"].numpy(), want)  # the pipeline writes as the tokenizer
+    absolute = reasonact.train(fake_data, tmp_path / "abs", config="debug", steps=2, reasoning="trace", progress=False)
+    run = reasonact.train(fake_data, tmp_path / "rel", config="debug", steps=2, reasoning="trace", trace_relative=True,
+                          init=str(absolute), progress=False)  # an absolute run's weights, its trace rewritten
+    policy = reasonact.load_policy(run)
+    assert policy.tok.trace.relative and not reasonact.load_policy(absolute).tok.trace.relative
+    pred = policy.predict(ds[0])
+    assert pred.trace.shape == (5, 2) and np.isfinite(pred.trace).all()
 
 
 def test_an_unfinished_run_is_continued_only_from_the_same_data_and_settings(fake_data, tmp_path, monkeypatch):

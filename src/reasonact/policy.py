@@ -124,7 +124,7 @@ class Policy:
         v, s = self.tok.vocab, self.config.sequence
         actions = self.tok.action.decode((toks["act"] - v.offset("action")).reshape(B, s.horizon, s.action_dim))
         trace_px = self.tok.trace.decode(toks["trace"] - v.offset("coord")) if "trace" in toks else None
-        points_px = self.tok.trace.decode(toks["points"] - v.offset("coord")) if "points" in toks else None
+        points_px = self.tok.trace.decode_points(toks["points"] - v.offset("coord")) if "points" in toks else None
         depth = toks["depth"] - v.offset("depth") if "depth" in toks else None
         rationale = [self._rationale_text(r) for r in toks["think"]] if "think" in toks else None
         latency = (time.perf_counter() - t0) * 1000

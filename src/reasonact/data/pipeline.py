@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import StateNorm, Tokenizers
 from ..progress import progress_bar
+from ..tokenizers.trace import to_relative
 from ..transforms import encode_instructions, hide_task_state, resize_images
 from .dataset import ReasonactDataset
 from .format import DatasetError
@@ -191,7 +192,8 @@ class BatchSource:
             phr = torch.where(use, choice, phr)
         targets = {"act": self.actions[rows]}
         if "trace" in self.blocks:
-            targets["trace"] = self._coord_tokens(trace)
+            tr = self.tok.trace
+            targets["trace"] = self._coord_tokens(to_relative(trace, tr.width, tr.height) if tr.relative else trace)
         if "points" in self.blocks:
             targets["points"] = self._coord_tokens(points)
         if self.depth is not None:
@@ -219,7 +221,7 @@ class BatchSource:
 
 
     def _coord_tokens(self, xy: torch.Tensor) -> torch.Tensor:
-        """(B, N, 2) dataset pixels -> (B, 2N) coordinate-bin ids, as the trace tokenizer writes them."""
+        """(B, N, 2) dataset pixels -> (B, 2N) coordinate-bin ids, as the trace tokenizer writes points."""
         tr = self.tok.trace
         w = torch.tensor([tr.bins / tr.width, tr.bins / tr.height], device=xy.device)
         return (xy * w).floor().clamp(0, tr.bins - 1).long().reshape(len(xy), -1) + self.tok.vocab.offset("coord")

@@ -25,6 +25,8 @@ class TrainConfig:
                              "(rationale+depth+trace), or a '+'-joined set of think, depth, trace", "model")
     horizon: int = setting(8, "actions per chunk (H)", "model")
     trace_points: int = setting(5, "points in the visual trace, from now to the episode's end", "model")
+    trace_relative: bool = setting(False, "write the trace's later points as offsets from its first (the gripper), so "
+                                   "that which way the path goes is one pair of tokens", "model")
     think_tokens: int = setting(56, "length of the rationale block in tokens", "model")
     model_overrides: dict = setting({}, "model fields to change from the preset, as JSON, e.g. "
                                     "'{\"d_model\": 256}'", "model")

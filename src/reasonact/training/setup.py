@@ -172,6 +172,9 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
     sequence has a depth block, the depth tokenizer; all saved under RUN/tokenizers."""
     if cfg.init and not ckpt.has_tokenizers(run):
         ckpt.copy_tokenizers(cfg.init, run)
+        tok = ckpt.load_tokenizers(run)
+        if tok.trace.relative != cfg.trace_relative:  # the --init run's trace tokenizer, written as asked
+            ckpt.save_tokenizers(run, replace(tok, trace=replace(tok.trace, relative=cfg.trace_relative)))
     if ckpt.has_tokenizers(run):
         tok = ckpt.load_tokenizers(run)
     else:
@@ -181,7 +184,8 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
         except DatasetError:  # an incomplete annotation: not needed unless the sequence has a think block
             pass
         text = TextTokenizer.train(texts, cfg.text_vocab)
-        tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points),
+        tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points,
+                                                                         relative=cfg.trace_relative),
                          text, Vocab.for_blocks(seq.blocks, text=text.vocab_size))
         ckpt.save_tokenizers(run, tok)
     if "points" in seq.blocks and "<points>" not in tok.vocab.late:
