@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
-METRICS = ("mean_px", "max_px", "end_px", "mean_cm", "upto_end_cm")
+METRICS = ("mean_px", "max_px", "end_px", "mean_cm", "upto_end_cm", "ray_cm")
 
 
 class PathFollower:
@@ -99,7 +99,7 @@ def main() -> None:
     from reasonact.envs import project
     from reasonact.evaluation import Episode, held_out_seeds, rollout
     from reasonact.policy import load_policy
-    from reasonact.steering import PathTracker, distance_to_path
+    from reasonact.steering import PathTracker, closest_on_path, distance_to_path
 
     policy = load_policy(a.checkpoint)
     if "trace" not in policy.blocks:
@@ -157,7 +157,8 @@ def main() -> None:
         """Mean and largest distance of the executed path from the given one, in pixels; the final gripper
         position's distance from the path's end (pixels); the mean distance in the world (cm), over the
         episode and over its steps until the gripper first comes within 2 cm of the path's end (all of them
-        if it never does): what it did along the path, without what it did after."""
+        if it never does): what it did along the path, without what it did after; and the mean part of the
+        world distance that lies along the first view's rays (cm), which a 2D trace cannot show."""
         px = own_path(ep)
         d = distance_to_path(px, ep.info["given"])
         end = float(np.linalg.norm(px[-1] - ep.info["given"][-1]))
@@ -165,7 +166,12 @@ def main() -> None:
         cm = 100 * distance_to_path(world, given)
         arrived = np.nonzero(np.linalg.norm(world - given[-1], axis=1) < 0.02)[0]
         upto = arrived[0] + 1 if len(arrived) else len(world)
-        return float(d.mean()), float(d.max()), end, float(cm.mean()), float(cm[:upto].mean())
+        E = np.asarray(ep.camera[1], np.float64)
+        centre = -E[:3, :3].T @ E[:3, 3]  # the camera's position in the world
+        near = closest_on_path(world, given)
+        ray = (near - centre) / np.linalg.norm(near - centre, axis=-1, keepdims=True)
+        along = 100 * np.abs(((world - near) * ray).sum(-1))
+        return float(d.mean()), float(d.max()), end, float(cm.mean()), float(cm[:upto].mean()), float(along.mean())
 
     rows = []
     key = lambda e: (e.task, e.seed)  # noqa: E731
@@ -191,7 +197,8 @@ def main() -> None:
                           "(projected) and in the world (cm, 3D); max_px is the per-episode maximum averaged over "
                           "episodes; end_px is the final gripper position's distance to the path's end; upto_end_cm: the mean "
                           "distance in the world over the steps until the gripper first came within 2 cm of the path's "
-                          "end (the whole episode if it never did); "
+                          "end (the whole episode if it never did); ray_cm: the mean part of the world distance along the "
+                          "first view's rays through the given path (what the image does not show); "
                           "follower: a controller tracking the given path in 3D. Paths: " + PATHS[a.paths]},
            out=a.out)
 

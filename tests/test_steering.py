@@ -4,7 +4,7 @@ import pytest
 import reasonact
 from reasonact.data import load_dataset
 from reasonact.evaluation.videos import EXECUTED_PATH_COLOR
-from reasonact.steering import PathTracker, distance_to_path, point_along, remaining_path
+from reasonact.steering import PathTracker, closest_on_path, distance_to_path, point_along, remaining_path
 from reasonact.viz.draw import GIVEN_TRACE_COLOR
 
 
@@ -46,6 +46,9 @@ def test_point_along_walks_the_legs():
 def test_distance_to_path_is_point_to_segment():
     path = np.array([[0.0, 0.0], [10.0, 0.0]])
     np.testing.assert_allclose(distance_to_path(np.array([[5.0, 3.0], [13.0, 4.0], [-3.0, 0.0]]), path), [3, 5, 3])
+    np.testing.assert_allclose(closest_on_path(np.array([[5.0, 3.0], [13.0, 4.0], [-3.0, 0.0]]), path),
+                               [[5, 0], [10, 0], [0, 0]])
+    np.testing.assert_allclose(closest_on_path(np.array([[1.0, 1.0]]), path[:1]), [[0, 0]])  # a one-point path
     # in the world, metres: a path down and along, and points beside it
     world = np.array([[0.0, 0.6, 0.2], [0.0, 0.6, 0.05], [0.1, 0.6, 0.05]])
     np.testing.assert_allclose(distance_to_path(np.array([[0.02, 0.6, 0.1], [0.05, 0.63, 0.09]]), world),

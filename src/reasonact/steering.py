@@ -90,9 +90,19 @@ def point_along(path: np.ndarray, distance: float) -> np.ndarray:
 def distance_to_path(points: np.ndarray, path: np.ndarray) -> np.ndarray:
     """Distance from each point (K, D) to the polyline (M, D): pixels in the image (D = 2) or metres in the
     world (D = 3)."""
+    pts = np.asarray(points, np.float64)
+    return np.linalg.norm(pts.reshape(len(pts), -1) - closest_on_path(pts, path), axis=-1)
+
+
+def closest_on_path(points: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """The point of the polyline (M, D) nearest to each point (K, D), (K, D)."""
     path = np.asarray(path, np.float64)
     path = path.reshape(len(path), -1) if path.ndim > 1 else path.reshape(1, -1)
     pts = np.asarray(points, np.float64).reshape(-1, path.shape[1])
     if len(path) == 1:
-        return np.linalg.norm(pts - path[0], axis=-1)
-    return np.array([_project_to_segments(path, p)[0].min() for p in pts])
+        return np.repeat(path, len(pts), 0)
+    out = []
+    for p in pts:
+        d, _, closest = _project_to_segments(path, p)
+        out.append(closest[np.argmin(d)])
+    return np.array(out).reshape(-1, path.shape[1])
