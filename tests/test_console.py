@@ -7,6 +7,7 @@ import os
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cdp import Chromium, find_chromium
 
@@ -80,6 +81,8 @@ def test_browser_draws_a_trace_steps_and_sees_the_steered_episode(policy):
         after = browser.wait_for("window.consoleState.step > 0 && window.consoleState")
         assert after["frame"] != first["frame"]
         assert after["given_trace"] is not None and len(after["path"]) > 1
+        # given from the gripper's pixel (where the executed path is now), as every training trace starts
+        assert np.allclose(after["given_trace"][0], after["path"][-1], atol=1e-3)
         assert browser.evaluate("document.body.dataset.step") == str(after["step"])
         shot = browser.screenshot(ARTIFACTS / "console.png")
         assert shot.stat().st_size > 10_000

@@ -49,6 +49,7 @@ def test_distance_to_path_is_point_to_segment():
     np.testing.assert_allclose(closest_on_path(np.array([[5.0, 3.0], [13.0, 4.0], [-3.0, 0.0]]), path),
                                [[5, 0], [10, 0], [0, 0]])
     np.testing.assert_allclose(closest_on_path(np.array([[1.0, 1.0]]), path[:1]), [[0, 0]])  # a one-point path
+    np.testing.assert_allclose(distance_to_path(np.array([5.0, 3.0]), path), [3])  # one point, unbatched
     # in the world, metres: a path down and along, and points beside it
     world = np.array([[0.0, 0.6, 0.2], [0.0, 0.6, 0.05], [0.1, 0.6, 0.05]])
     np.testing.assert_allclose(distance_to_path(np.array([[0.02, 0.6, 0.1], [0.05, 0.63, 0.09]]), world),

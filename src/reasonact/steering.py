@@ -90,8 +90,8 @@ def point_along(path: np.ndarray, distance: float) -> np.ndarray:
 def distance_to_path(points: np.ndarray, path: np.ndarray) -> np.ndarray:
     """Distance from each point (K, D) to the polyline (M, D): pixels in the image (D = 2) or metres in the
     world (D = 3)."""
-    pts = np.asarray(points, np.float64)
-    return np.linalg.norm(pts.reshape(len(pts), -1) - closest_on_path(pts, path), axis=-1)
+    near = closest_on_path(points, path)
+    return np.linalg.norm(np.asarray(points, np.float64).reshape(near.shape) - near, axis=-1)
 
 
 def closest_on_path(points: np.ndarray, path: np.ndarray) -> np.ndarray:

@@ -80,7 +80,8 @@ class ConsoleSession:
         from ..envs import project
 
         here = project(self.obs["ee_pos"], self.obs["camera_intrinsics"], self.obs["camera_extrinsics"])
-        return self.tracker.ahead(here)
+        # from the gripper, as every training trace starts (a relative trace is read from its first point)
+        return np.concatenate([here.reshape(1, 2), self.tracker.ahead(here)]).astype(np.float32)
 
     def predict(self) -> None:
         self.given = self.given_trace()
