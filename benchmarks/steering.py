@@ -17,7 +17,11 @@ down and up included, from where the hand starts: a 2D trace does not say how fa
 to go, so the cm figure shows what the image plane leaves open).
 
     python benchmarks/steering.py --checkpoint RUN [--data DIR] [--paths demos|own|free|plane] [--tasks reach-v3,...]
-        [--episodes 10] [--video DIR] [--from-gripper] [--execute N]
+        [--episodes 10] [--video DIR] [--from-gripper] [--execute N] [--pixels-only]
+
+A policy whose trace carries depth (``train --trace-depth``) is given the path ahead of the gripper in the
+world (tracked in metres), as pixels and each point's depth from the first camera: the drawn path plus the
+scene's depth. ``--pixels-only`` gives it the image path alone, as for a 2D trace: it writes the depth itself.
 
 ``--from-gripper`` gives each trace from the gripper's pixel, then the path ahead (every training trace starts at
 the gripper), instead of from the path's point nearest to the gripper. ``--execute N`` runs N steps of each
@@ -86,6 +90,8 @@ def main() -> None:
     ap.add_argument("--from-gripper", action="store_true",
                     help="start each given trace at the gripper, then the path ahead (as every training trace starts), "
                          "instead of at the path's point nearest to the gripper")
+    ap.add_argument("--pixels-only", action="store_true",
+                    help="give a policy whose trace carries depth the pixels alone: it writes the depth itself")
     ap.add_argument("--execute", type=int, default=None, metavar="N",
                     help="steps of each steered chunk run before the next prediction (default: the policy's horizon)")
     ap.add_argument("--open-loop", type=int, default=0, metavar="N", help="the open-loop check on N frames instead")
@@ -96,7 +102,7 @@ def main() -> None:
     if a.open_loop:
         return open_loop(a)
 
-    from reasonact.envs import project
+    from reasonact.envs import depth_of, project
     from reasonact.evaluation import Episode, held_out_seeds, rollout
     from reasonact.policy import load_policy
     from reasonact.steering import PathTracker, closest_on_path, distance_to_path
@@ -131,7 +137,12 @@ def main() -> None:
         return out
 
     def steer(ep, obs):
-        here = project(obs["ee_pos"], obs["camera_intrinsics"], obs["camera_extrinsics"]).reshape(1, 2)
+        K, E = obs["camera_intrinsics"], obs["camera_extrinsics"]
+        if policy.info.trace_depth and not a.pixels_only:  # the path ahead in the world, as pixels and depth
+            ahead = ep.info["tracker"].ahead(obs["ee_pos"])
+            pts = np.vstack([obs["ee_pos"], ahead]) if a.from_gripper else ahead
+            return np.concatenate([project(pts, K, E), depth_of(pts, E)[:, None]], -1).astype(np.float32)
+        here = project(obs["ee_pos"], K, E).reshape(1, 2)
         ahead = ep.info["tracker"].ahead(here[0])
         return np.concatenate([here, ahead]).astype(np.float32) if a.from_gripper else ahead
 
@@ -144,7 +155,9 @@ def main() -> None:
     kw = dict(diffusion_steps=policy.info.default_diffusion_steps, workers=a.workers)
     free = rollout(policy, episodes(), execute=policy.horizon, **kw).episodes
     given = given_paths(a, policy, tasks, free, own_path)
-    steered = rollout(policy, episodes(given, record=bool(a.video)), steer=steer, execute=execute, **kw).episodes
+    with_depth = policy.info.trace_depth and not a.pixels_only
+    steered = rollout(policy, episodes(given, world=with_depth, record=bool(a.video)), steer=steer,
+                      execute=execute, **kw).episodes
     if a.video:
         write_steered_videos(steered, Path(a.video), policy.resolution)
     followed = rollout(PathFollower(policy), episodes(given, world=True), steer=steer_world, diffusion_steps=1,
@@ -192,7 +205,8 @@ def main() -> None:
     cols = [f"{n}_{m}" for n in runs for m in METRICS]
     report(f"steering_{a.paths}", rows, ["task", "episodes", *cols, "steered_success", "own_success"],
            extra={"checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
-                  "from_gripper": a.from_gripper, "steered_execute": execute,
+                  "from_gripper": a.from_gripper, "steered_execute": execute, "trace_depth": policy.info.trace_depth,
+                  "depth_given": bool(with_depth),
                   "note": "distances from the executed end-effector path to the given path: in image pixels "
                           "(projected) and in the world (cm, 3D); max_px is the per-episode maximum averaged over "
                           "episodes; end_px is the final gripper position's distance to the path's end; upto_end_cm: the mean "

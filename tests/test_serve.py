@@ -61,7 +61,7 @@ def test_malformed_requests_get_clear_errors_and_the_server_keeps_serving(policy
             ({**obs, "rgb": np.zeros((32, 32, 4), np.uint8)}, "(H, W, 3)"),
             ({**obs, "state": np.zeros(2, np.float32)}, "7 numbers"),
             ({**obs, "instruction": ""}, "instruction"),
-            ({**obs, "trace": np.zeros((3, 3))}, "(N, 2)"),
+            ({**obs, "trace": np.zeros((3, 4))}, "(N, 2)"),
             ({**obs, "diffusion_steps": "many"}, "'diffusion_steps' must be an integer"),
             ({"type": "dance"}, "unknown request type"),
             ({**obs, "rgb": np.zeros((200, 200, 3), np.uint8)}, "exceeds the server's limit"),
@@ -84,6 +84,25 @@ def test_images_of_another_size_are_resized_on_the_server(policy, obs):
         remote = client.predict({**obs, "rgb": big})
         np.testing.assert_array_equal(remote.actions, local.actions)
         np.testing.assert_allclose(remote.trace, local.trace * 3, atol=1e-4)  # in pixels of the image sent
+
+
+def test_a_trace_with_depth_goes_over_the_wire_in_the_client_image_pixels_and_metres(fake_data, obs, tmp_path):
+    from PIL import Image
+
+    run = reasonact.train(fake_data, tmp_path / "depth", config="debug", steps=2, batch_size=4, reasoning="trace",
+                          trace_depth=True, steer_prob=0.3, progress=False)
+    policy = reasonact.load_policy(run)
+    big = np.asarray(Image.fromarray(obs["rgb"]).resize((64, 64), Image.NEAREST))  # 2x the policy's pixels
+    given = np.array([[5.0, 5.0, 0.8], [20.0, 25.0, 0.85], [30.0, 30.0, 0.9]], np.float32)
+    local, local_steered = policy.predict(obs), policy.predict(obs, trace=given)
+    with BackgroundServer(policy) as url, PolicyClient(url) as client:
+        assert client.info.trace_depth
+        remote = client.predict({**obs, "rgb": big})
+        np.testing.assert_allclose(remote.trace, local.trace * 2, atol=1e-4)
+        np.testing.assert_array_equal(remote.trace_depth, local.trace_depth)  # metres, whatever the image size
+        steered = client.predict({**obs, "rgb": big}, trace=given * np.array([2, 2, 1], np.float32))
+        np.testing.assert_array_equal(steered.actions, local_steered.actions)
+        np.testing.assert_allclose(steered.trace_depth, local_steered.trace_depth, atol=1e-6)
 
 
 def test_several_clients_at_once(policy, obs):

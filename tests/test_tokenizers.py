@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from reasonact.tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab, resample_trace
+from reasonact.tokenizers.trace import UNKNOWN
 
 
 def test_action_tokens_round_trip_within_one_bin():
@@ -52,6 +53,39 @@ def test_relative_trace_writes_offsets_from_the_first_point():
     # object points are never relative; the setting survives saving
     np.testing.assert_array_equal(tok.encode_points(pts), TraceTokenizer(64, 64).encode(pts))
     assert TraceTokenizer.from_dict(tok.to_dict()) == tok
+
+
+def test_a_depth_trace_writes_three_coordinates_per_point_and_leaves_depth_open_when_not_given():
+    for relative in (False, True):
+        tok = TraceTokenizer(width=64, height=64, points=5, relative=relative, depth=(0.5, 1.3))
+        assert tok.dims == 3 and tok.length == 15
+        rng = np.random.default_rng(3)
+        pts = np.concatenate([rng.uniform(0, 60, (40, 5, 2)), rng.uniform(0.6, 1.2, (40, 5, 1))], -1)
+        ids = tok.encode(pts)
+        assert ids.shape == (40, 15) and ids.min() >= 0 and ids.max() < 256
+        back = tok.decode(ids)
+        assert back.shape == (40, 5, 3)
+        bin_m, bin_px = 0.8 / 256, 64 / 256
+        np.testing.assert_allclose(back[..., 0, 2], pts[..., 0, 2], atol=bin_m / 2 + 1e-6)  # the first: absolute
+        assert np.abs(back[..., 2] - pts[..., 2]).max() <= bin_m * (1.5 if relative else 0.5) + 1e-6
+        assert np.abs(back[..., :2] - pts[..., :2]).max() <= bin_px * (1.5 if relative else 0.5) + 1e-5
+        # the depth tokens are every third; pixels alone give the same x, y tokens and UNKNOWN depth
+        flat = tok.encode(pts[..., :2])
+        np.testing.assert_array_equal(flat[:, 2::3], UNKNOWN)
+        xy = np.ones(15, bool)
+        xy[2::3] = False
+        np.testing.assert_array_equal(flat[:, xy], ids[:, xy])
+        assert TraceTokenizer.from_dict(tok.to_dict()) == tok
+    # deeper is a higher bin; the points block stays two coordinates
+    near, far = TraceTokenizer(64, 64, points=1, depth=(0.5, 1.3)).encode(np.array([[[9.0, 9.0, 0.7]], [[9.0, 9.0, 1.1]]]))
+    assert far[2] > near[2] and (far[:2] == near[:2]).all()
+    assert TraceTokenizer(64, 64, depth=(0.5, 1.3)).encode_points(np.zeros((2, 2))).shape == (4,)
+    # resampling counts depth in bins: a path straight along a ray (one pixel) is still spread out in depth
+    tok = TraceTokenizer(64, 64, points=3, depth=(0.5, 1.3))
+    r = tok.resample(np.array([[10.0, 10.0, 0.6], [10.0, 10.0, 1.0]]))
+    np.testing.assert_allclose(r[:, 2], [0.6, 0.8, 1.0], atol=1e-6)
+    with pytest.raises(ValueError, match="near to far"):
+        TraceTokenizer(64, 64, depth=(1.0, 0.5))
 
 
 def test_resample_trace_keeps_ends_and_spacing():

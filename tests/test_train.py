@@ -18,6 +18,7 @@ from reasonact.decoding import generate
 from reasonact.model.arm import ActionReasoningModel
 from reasonact.model.config import Config, SequenceConfig, model_config
 from reasonact.tokenizers import ActionTokenizer, TextTokenizer, TraceTokenizer, Vocab
+from reasonact.tokenizers.trace import UNKNOWN
 from reasonact.training.config import train_config
 from reasonact.training.setup import can_compile
 
@@ -620,6 +621,60 @@ def test_a_relative_trace_run_trains_on_offsets_and_its_policy_writes_pixels(fak
     assert policy.tok.trace.relative and not reasonact.load_policy(absolute).tok.trace.relative
     pred = policy.predict(ds[0])
     assert pred.trace.shape == (5, 2) and np.isfinite(pred.trace).all()
+
+
+def test_a_depth_trace_run_trains_on_depth_and_its_policy_follows_or_fills_in_the_depth(fake_data, tmp_path):
+    from reasonact.data.dataset import trace_frame_indices
+    from reasonact.envs import depth_of
+
+    ds = load_dataset(fake_data)
+    for i in (0, 7, len(ds) - 1):  # each trace point's depth: the future end-effector position's, in this frame's camera
+        future = trace_frame_indices(np.array([i]), ds.episode_end[[i]] - 1, ds.trace_points)[0]
+        np.testing.assert_allclose(ds[i]["trace_depth"], depth_of(ds.ee_pos[future], ds.extrinsics[i]), rtol=1e-5)
+    lo, hi = ds.trace_depth_range()
+    assert lo <= ds.trace_depths.min() - 0.04 and hi >= ds.trace_depths.max() + 0.04
+    text = TextTokenizer.train([t["instruction"] for t in ds.tasks], 300)
+    seq = SequenceConfig(reasoning="trace", trace_depth=True)
+    assert seq.block_length("trace") == 15
+    tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution, relative=True,
+                                                                         depth=(lo, hi)),
+                     text, Vocab.for_blocks(seq.blocks, text=text.vocab_size))
+    src = BatchSource(ds, np.arange(len(ds)), tok, image_size=32, horizon=seq.horizon, blocks=seq.blocks,
+                      instruction_tokens=seq.instruction_tokens, state_norm=NO_NORM, augment=False,
+                      paraphrase_prob=0.0, progress=False)
+    rows = torch.arange(0, len(ds), 5)
+    traces3 = np.concatenate([ds.traces, ds.trace_depths[..., None]], -1)
+    want = tok.trace.encode(traces3[rows.numpy()]) + tok.vocab.offset("coord")
+    np.testing.assert_array_equal(src.batch(rows)["targets"]["trace"].numpy(), want)  # the pipeline writes as the tokenizer
+    flat = reasonact.train(fake_data, tmp_path / "flat", config="debug", steps=2, reasoning="trace", progress=False)
+    for decoder in ("diffusion", "ar"):
+        run = reasonact.train(fake_data, tmp_path / decoder, config="debug", steps=2, reasoning="trace", trace_depth=True,
+                              decoder=decoder, steer_prob=0.3, progress=False,
+                              **({"init": str(flat)} if decoder == "diffusion" else {}))  # a 2D run's weights
+        policy = reasonact.load_policy(run)
+        assert policy.info.trace_depth and policy.tok.trace.depth == (lo, hi)
+        pred = policy.predict(ds[0])
+        assert pred.trace.shape == (5, 2) and pred.trace_depth.shape == (5,)
+        assert lo <= pred.trace_depth[0] <= hi and np.isfinite(pred.trace_depth).all()
+        # a trace given with depth is used as given; given in pixels only, the policy writes the depth
+        given, off = policy.tok.trace.resample(traces3[0]), policy.tok.vocab.offset("coord")
+        tokens = policy.transform.trace_tokens(given)
+        assert (tokens >= 0).all() and np.abs(tokens - policy.tok.trace.encode(given)).max() <= 1
+        pred = policy.predict(ds[0], trace=given)
+        np.testing.assert_array_equal(pred.tokens["trace"], tokens + off)
+        np.testing.assert_allclose(pred.trace_depth, given[:, 2], atol=(hi - lo) / 256)
+        pred = policy.predict(ds[0], trace=given[:, :2])
+        xy = np.ones(15, bool)
+        xy[2::3] = False
+        flat_tokens = policy.transform.trace_tokens(given[:, :2])
+        assert (flat_tokens[~xy] == UNKNOWN).all() and (flat_tokens[xy] >= 0).all()
+        np.testing.assert_array_equal(pred.tokens["trace"][xy], flat_tokens[xy] + off)
+        lo_id, hi_id = policy.tok.vocab.block_range("trace")
+        assert ((pred.tokens["trace"] >= lo_id) & (pred.tokens["trace"] < hi_id)).all()
+    # a policy whose trace has no depth ignores a depth column
+    plain = reasonact.load_policy(flat)
+    np.testing.assert_array_equal(plain.predict(ds[0], trace=traces3[0]).tokens["trace"],
+                                  plain.predict(ds[0], trace=traces3[0][:, :2]).tokens["trace"])
 
 
 def test_an_unfinished_run_is_continued_only_from_the_same_data_and_settings(fake_data, tmp_path, monkeypatch):

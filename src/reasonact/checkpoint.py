@@ -106,7 +106,7 @@ class RunSpec:
         return PolicyInfo(checkpoint=str(checkpoint), resolution=d.resolution, decoder=s.decoder,
                           reasoning=s.reasoning, blocks=s.blocks, horizon=s.horizon, action_dim=s.action_dim,
                           state_dim=s.state_dim, tasks=d.tasks, env=d.env, camera=d.camera, state_mode=d.state_mode,
-                          steer_trained=self.steer_trained, trace_points=s.trace_points,
+                          steer_trained=self.steer_trained, trace_points=s.trace_points, trace_depth=s.trace_depth,
                           training_seeds={t: list(v) for t, v in d.seeds.items()})
 
     def to_dict(self) -> dict:

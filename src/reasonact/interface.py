@@ -11,7 +11,8 @@ Numpy only (no torch), so that a client on a robot can implement or use it witho
 
 An observation is a dict with ``rgb`` (H, W, 3) uint8 at ``info.resolution`` and ``state``
 (``info.state_dim``,) float; ``instruction`` may ride in it too. A ``trace`` (M, 2) in pixels of that image
-steers the policy (``info.blocks`` must hold ``trace``).
+steers the policy (``info.blocks`` must hold ``trace``); when ``info.trace_depth``, a trace (M, 3) also gives
+each point's depth along the camera's optical axis in metres (given (M, 2), the policy writes the depth).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Prediction:
     latency_ms: float  # wall time of the whole call (per observation when batched)
     trace_given: bool = False
     points: np.ndarray | None = None  # (K, 2) float32 pixels: the task's object and goal, as written
+    trace_depth: np.ndarray | None = None  # (N,) float32 metres along the camera's axis, when the trace carries depth
     tokens: dict | None = field(default=None, repr=False)  # block -> (L,) token ids, as decoded
 
 
@@ -55,6 +57,7 @@ class PolicyInfo:
     state_mode: str = "goal"
     steer_trained: bool = False  # trained with given traces (--steer-prob): steered calls hide the task state
     trace_points: int = 5
+    trace_depth: bool = False  # each trace point carries its depth (a given trace may be (M, 3): pixels, metres)
     training_seeds: dict = field(default_factory=dict)  # task -> layouts used for training: never evaluate on them
     default_diffusion_steps: int = DEFAULT_DIFFUSION_STEPS
 

@@ -123,7 +123,7 @@ class Policy:
         toks = {k: v.cpu().numpy() for k, v in res.tokens.items()}
         v, s = self.tok.vocab, self.config.sequence
         actions = self.tok.action.decode((toks["act"] - v.offset("action")).reshape(B, s.horizon, s.action_dim))
-        trace_px = self.tok.trace.decode(toks["trace"] - v.offset("coord")) if "trace" in toks else None
+        trace = self.tok.trace.decode(toks["trace"] - v.offset("coord")) if "trace" in toks else None  # (B, N, dims)
         points_px = self.tok.trace.decode_points(toks["points"] - v.offset("coord")) if "points" in toks else None
         depth = toks["depth"] - v.offset("depth") if "depth" in toks else None
         rationale = [self._rationale_text(r) for r in toks["think"]] if "think" in toks else None
@@ -131,7 +131,8 @@ class Policy:
         return [
             Prediction(
                 actions=actions[i],
-                trace=None if trace_px is None else trace_px[i],
+                trace=None if trace is None else trace[i, :, :2],
+                trace_depth=None if trace is None or trace.shape[-1] < 3 else trace[i, :, 2],
                 depth_tokens=None if depth is None else depth[i],
                 rationale=None if rationale is None else rationale[i],
                 nfe=res.nfe,

@@ -6,7 +6,9 @@ the server.
     instructions  list of str        -> (B, L) token ids, right-padded with <pad>
     state         (B, D) float       -> (B, D) normalised; for steered samples everything after the
                                         proprioception is hidden (where to go comes from the trace)
-    trace         (M, 2) pixels      -> (N * 2,) coordinate tokens, resampled to the policy's N points
+    trace         (M, 2) pixels      -> (N * 2,) coordinate tokens, resampled to the policy's N points;
+                  (M, 3) with depth     (N * 3,) for a policy whose trace carries depth (given (M, 2), the
+                                        depth tokens are left for the policy to write)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 
 from .checkpoint import RunSpec, StateNorm, Tokenizers
 from .envs.base import PROPRIO_DIMS
-from .tokenizers import TextTokenizer, Vocab, resample_trace
+from .tokenizers import TextTokenizer, Vocab
 
 
 def resize_images(imgs: torch.Tensor, size: int) -> torch.Tensor:
@@ -63,7 +65,7 @@ class ModelInputs:
     images: torch.Tensor  # (B, V, 3, S, S) float in [0, 1]
     instr: torch.Tensor  # (B, Li) token ids
     state: torch.Tensor  # (B, D) normalised (task state hidden when steered by a steer-trained policy)
-    given: dict[str, torch.Tensor]  # block -> (B, L) ids given rather than generated (a steering trace)
+    given: dict[str, torch.Tensor]  # block -> (B, L) ids given rather than generated (a steering trace); < 0: generated
 
 
 class ObservationTransform:
@@ -108,6 +110,16 @@ class ObservationTransform:
             raise ValueError(f"expected a state of {d} numbers, got shape {np.asarray(obs['state']).shape}")
         return state
 
+    def trace_tokens(self, trace: np.ndarray) -> np.ndarray:
+        """A given trace (M, 2) pixels, or (M, 3) pixels and depth in metres, resampled to the policy's N points
+        -> its coordinate bins (a depth column is ignored by a policy whose trace has no depth); depth not
+        given -> UNKNOWN (negative), which the policy writes itself."""
+        tr = self.tok.trace
+        trace = np.asarray(trace, np.float32)
+        if trace.ndim != 2 or trace.shape[1] not in (2, 3) or len(trace) == 0:
+            raise ValueError(f"a trace must be (M, 2) pixels or (M, 3) pixels and depth in metres, got shape {trace.shape}")
+        return tr.encode(tr.resample(trace[:, : tr.dims]))
+
     def __call__(self, observations: Sequence[dict], instructions: Sequence[str] | None = None,
                  traces: Sequence[np.ndarray] | None = None, device: torch.device | str = "cpu") -> ModelInputs:
         rgb = np.stack([self.rgb(o) for o in observations])
@@ -126,9 +138,8 @@ class ObservationTransform:
             if "trace" not in self.blocks:
                 raise ValueError(f"this policy was trained without a trace (reasoning {self.reasoning!r}); "
                                  "steering needs --reasoning trace or depth+trace")
-            pts = [resample_trace(np.asarray(t, np.float32), self.tok.trace.points) for t in traces]
-            toks = self.tok.trace.encode(np.stack(pts)) + self.tok.vocab.offset("coord")
-            given["trace"] = torch.from_numpy(toks).to(device)
+            toks = np.stack([self.trace_tokens(t) for t in traces])
+            given["trace"] = torch.from_numpy(np.where(toks >= 0, toks + self.tok.vocab.offset("coord"), toks)).to(device)
             if self.steer_trained:  # as in its steered samples: where to go comes from the trace
                 st = hide_task_state(st)
         return ModelInputs(images, instr, st, given)

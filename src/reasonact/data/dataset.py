@@ -136,7 +136,9 @@ class ReasonactDataset:
         self.path_frames = path_episode[rows] if n else np.zeros(0, bool)
         # Traces need where the hand is and the first view's camera; a dataset without them trains actions only.
         located = self.ee_pos is not None and self.intrinsics is not None
-        self.traces = self._compute_traces() if located else None
+        traces = self._compute_traces() if located else None
+        # (N, P, 2) pixels of the first view, and each point's depth along its optical axis (N, P) in metres
+        self.traces, self.trace_depths = (None, None) if traces is None else (traces[..., :2], traces[..., 2])
         self.points = None if self.points_world is None or not located else self._project(self.points_world)
         self._rationales: list[str | None] | None = None
         try:
@@ -165,7 +167,7 @@ class ReasonactDataset:
         task = self.tasks[int(self.task_index[i])]
         images = {v: self.image(i, v) for v in self.views}
         located = {"ee_pos": self.ee_pos, "camera_intrinsics": self.intrinsics, "camera_extrinsics": self.extrinsics,
-                   "trace": self.traces, "points": self.points}
+                   "trace": self.traces, "trace_depth": self.trace_depths, "points": self.points}
         return {
             "rgb": images[self.views[0]],
             "images": images,
@@ -227,17 +229,27 @@ class ReasonactDataset:
     def _compute_traces(self) -> np.ndarray:
         n = len(self)
         if n == 0:
-            return np.zeros((0, self.trace_points, 2), np.float32)
+            return np.zeros((0, self.trace_points, 3), np.float32)
         frames = np.arange(n)
         future = trace_frame_indices(frames, self.episode_end - 1, self.trace_points)  # (N, P)
-        return self._project(self.ee_pos[future])
+        return self._project(self.ee_pos[future], depth=True)
 
-    def _project(self, pts: np.ndarray) -> np.ndarray:
-        """(N, P, 3) world points, one set per frame -> (N, P, 2) pixels of each frame's first view."""
+    def _project(self, pts: np.ndarray, depth: bool = False) -> np.ndarray:
+        """(N, P, 3) world points, one set per frame -> (N, P, 2) pixels of each frame's first view (``depth``:
+        (N, P, 3), each point's depth along the optical axis in metres appended)."""
         homo = np.concatenate([pts, np.ones(pts.shape[:-1] + (1,), np.float32)], -1)
         cam = np.einsum("nij,npj->npi", self.extrinsics, homo)[..., :3]
         uvw = np.einsum("nij,npj->npi", self.intrinsics, cam)
-        return (uvw[..., :2] / np.maximum(uvw[..., 2:3], 1e-6)).astype(np.float32)
+        px = uvw[..., :2] / np.maximum(uvw[..., 2:3], 1e-6)
+        return np.concatenate([px, uvw[..., 2:3]], -1).astype(np.float32) if depth else px.astype(np.float32)
+
+    def trace_depth_range(self, margin: float = 0.05) -> tuple[float, float]:
+        """Metres: the depths of every trace point, widened by ``margin`` each way and rounded out to the centimetre."""
+        if self.trace_depths is None or not len(self):
+            raise DatasetError(f"{self.root} records no end-effector position and camera matrices, which a trace's "
+                               "depth is measured from")
+        lo, hi = float(self.trace_depths.min()) - margin, float(self.trace_depths.max()) + margin
+        return float(np.floor(lo * 100) / 100), float(np.ceil(hi * 100) / 100)
 
     def trace(self, i: int) -> np.ndarray:
         """Recompute one frame's trace with :func:`reasonact.envs.project` (for checking)."""

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import StateNorm, Tokenizers
 from ..progress import progress_bar
-from ..tokenizers.trace import to_relative
+from ..tokenizers.trace import coordinate_bins
 from ..transforms import encode_instructions, hide_task_state, resize_images
 from .dataset import ReasonactDataset
 from .format import DatasetError
@@ -116,8 +116,14 @@ class BatchSource:
             raise DatasetError(f"{ds.root} records no end-effector position and camera matrices "
                                "(observation.ee_pos, observation.camera_intrinsics/extrinsics.<view>), which the "
                                "trace is drawn from; train it with --reasoning act")
-        traces = np.zeros((len(self.indices), ds.trace_points, 2), np.float32) if ds.traces is None else ds.traces[self.indices]
-        self.traces = torch.from_numpy(traces).float().to(dev)  # (n, P, 2) dataset pixels
+        dims = tok.trace.dims
+        if ds.traces is None:
+            traces = np.zeros((len(self.indices), ds.trace_points, dims), np.float32)
+        else:
+            traces = ds.traces[self.indices]
+            if dims == 3:
+                traces = np.concatenate([traces, ds.trace_depths[self.indices][..., None]], -1)
+        self.traces = torch.from_numpy(traces).float().to(dev)  # (n, P, 2) dataset pixels (then depth in metres)
         self.points = None
         if points or "points" in blocks:
             if ds.points is None:
@@ -173,7 +179,7 @@ class BatchSource:
             images = _crop(F.pad(images.flatten(1, 2), (s, s, s, s), mode="replicate"), off, self.image_size)
             images = images.unflatten(1, (V, 3))
             moved = ((s - off).float() * self.scale)[:, None, :]
-            trace = trace + moved
+            trace[..., :2] += moved
             points = None if points is None else points + moved
             # Brightness and contrast each scaled by a factor from [1-jitter, 1+jitter], every colour channel by
             # one from [1-tint, 1+tint]: one draw per sample, shared by its views (as a change of lighting is).
@@ -193,9 +199,9 @@ class BatchSource:
         targets = {"act": self.actions[rows]}
         if "trace" in self.blocks:
             tr = self.tok.trace
-            targets["trace"] = self._coord_tokens(to_relative(trace, tr.width, tr.height) if tr.relative else trace)
+            targets["trace"] = self._coord_tokens(coordinate_bins(trace, tr.sizes, tr.bins, tr.origin, tr.relative))
         if "points" in self.blocks:
-            targets["points"] = self._coord_tokens(points)
+            targets["points"] = self._coord_tokens(coordinate_bins(points, self.tok.trace.sizes[:2], self.tok.trace.bins))
         if self.depth is not None:
             targets["depth"] = self.depth[rows]
         if self.think is not None:
@@ -220,11 +226,9 @@ class BatchSource:
         }
 
 
-    def _coord_tokens(self, xy: torch.Tensor) -> torch.Tensor:
-        """(B, N, 2) dataset pixels -> (B, 2N) coordinate-bin ids, as the trace tokenizer writes points."""
-        tr = self.tok.trace
-        w = torch.tensor([tr.bins / tr.width, tr.bins / tr.height], device=xy.device)
-        return (xy * w).floor().clamp(0, tr.bins - 1).long().reshape(len(xy), -1) + self.tok.vocab.offset("coord")
+    def _coord_tokens(self, bins: torch.Tensor) -> torch.Tensor:
+        """(B, L) coordinate bins (:func:`coordinate_bins`, as the trace tokenizer writes them) -> token ids."""
+        return bins.long() + self.tok.vocab.offset("coord")
 
 
 def _crop(padded: torch.Tensor, off: torch.Tensor, S: int) -> torch.Tensor:

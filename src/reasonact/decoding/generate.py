@@ -55,8 +55,9 @@ def generate(
     generator: torch.Generator | None = None,
 ) -> GenerationResult:
     """Decode every block of the model's sequence (``given`` blocks, e.g. a steering trace, are used
-    as they are). The decoder is the one the model was trained for; ``eta``, ``temperature``, ``anneal`` and
-    ``order`` are :class:`reasonact.decoding.schedule.DecodeOptions`' (diffusion only)."""
+    as they are; a given block's negative ids, e.g. a trace's depth left open, are decoded around the rest).
+    The decoder is the one the model was trained for; ``eta``, ``temperature``, ``anneal`` and ``order`` are
+    :class:`reasonact.decoding.schedule.DecodeOptions`' (diffusion only)."""
     vocab, seq = model.vocab, model.cfg.sequence
     given = given or {}
     steps = diffusion_steps
@@ -76,10 +77,10 @@ def generate(
         (mpos, tpos), L = places[b], seq.block_length(block)
         pending.add(model.embed(torch.full((B, 1), vocab.marker(block), device=device)),
                     Span.make([MARKER], [b], [mpos], device))
-        if block in given:
-            toks = given[block].to(device)
-            out[block] = toks
-            pending.add(model.embed(toks), Span.make([CLEAN] * L, [b] * L, list(range(tpos, tpos + L)), device))
+        fixed = given[block].to(device) if block in given else None  # (B, L) ids; < 0: to be generated
+        if fixed is not None and bool((fixed >= 0).all()):
+            out[block] = fixed
+            pending.add(model.embed(fixed), Span.make([CLEAN] * L, [b] * L, list(range(tpos, tpos + L)), device))
             continue
         lo, hi = vocab.block_range(block)
         if model.causal:
@@ -88,6 +89,8 @@ def generate(
                 h = model.run(pending.x, pending.span, pending.valid, cache, append=len(pending))
                 nfe += 1
                 tok = model.logits(h[:, -1], lo, hi).argmax(-1) + lo  # (B,)
+                if fixed is not None:
+                    tok = torch.where(fixed[:, j] >= 0, fixed[:, j], tok)
                 toks.append(tok)
                 pending = _Pending(model.embed(tok[:, None]), Span.make([CLEAN], [b], [tpos + j], device),
                                    torch.ones(B, 1, dtype=torch.bool, device=device))
@@ -95,6 +98,9 @@ def generate(
             continue
         local = torch.zeros(B, L, dtype=torch.long, device=device)
         committed = torch.zeros(B, L, dtype=torch.bool, device=device)
+        if fixed is not None:  # a block given in part: the given tokens stay committed, the rest are refined
+            known = fixed >= 0
+            local, committed = torch.where(known, fixed - lo, local), known
         span = noisy_span(b, tpos, L, device)
         ones = torch.ones(B, L, dtype=torch.bool, device=device)
         for t in range(1, steps + 1):
@@ -110,6 +116,8 @@ def generate(
             local, committed, st = diffusion_step(probs, local, committed, t, steps, eta=eta,
                                                   temperature=temperature, anneal=anneal, order=order,
                                                   generator=generator)
+            if fixed is not None:
+                local, committed = torch.where(known, fixed - lo, local), committed | known
             stats["remasked"] += st["remasked"]
         toks = local + lo
         out[block] = toks

@@ -99,6 +99,7 @@ class SequenceConfig:
     action_dim: int = 4
     state_dim: int = 7
     trace_points: int = 5
+    trace_depth: bool = False  # each trace point also carries its depth: 3 tokens a point
     object_points: int = 2  # points block: the task's object and goal in the first view
     depth_tokens: int = 16
     think_tokens: int = 56  # rationale block length (text, <eot>, then padding)
@@ -115,7 +116,8 @@ class SequenceConfig:
         return (*parse_mode(self.reasoning), "act")
 
     def block_length(self, block: str) -> int:
-        return {"think": self.think_tokens, "depth": self.depth_tokens, "trace": 2 * self.trace_points,
+        trace = (3 if self.trace_depth else 2) * self.trace_points
+        return {"think": self.think_tokens, "depth": self.depth_tokens, "trace": trace,
                 "points": 2 * self.object_points, "act": self.horizon * self.action_dim}[block]
 
 

@@ -78,7 +78,7 @@ class PolicyClient:
         return Prediction(actions=r["actions"], trace=_array(r.get("trace"), np.float32),
                           depth_tokens=_array(r.get("depth_tokens"), np.int64), rationale=r.get("rationale"),
                           nfe=r["nfe"], latency_ms=r["latency_ms"], trace_given=trace is not None,
-                          points=_array(r.get("points"), np.float32))
+                          points=_array(r.get("points"), np.float32), trace_depth=_array(r.get("trace_depth"), np.float32))
 
     def predict_batch(self, observations: Sequence[dict], instructions: Sequence[str] | None = None, *,
                       traces: Sequence[np.ndarray] | None = None, diffusion_steps: int | None = None,

@@ -5,7 +5,8 @@ Two dialects of the same request are accepted: reasonact's own keys (``rgb``, ``
 ``prompt``), so that openpi's ``WebsocketClientPolicy`` works unchanged. Images of any size are resized on
 the server to the policy's resolution, keeping their aspect ratio and padding with black as openpi does (by
 area averaging, where openpi resizes bilinearly); a
-given trace and the trace and points in the reply are in pixels of the image the client sent.
+given trace and the trace and points in the reply are in pixels of the image the client sent (a trace's
+depth, given or replied, in metres).
 """
 
 from __future__ import annotations
@@ -136,13 +137,14 @@ def parse_request(req: Any, info) -> tuple[dict, Frame]:
             raise RequestError(f"field 'depth' must be an array of shape {req['rgb'].shape[:2]}")
     if req.get("trace") is not None:
         trace = np.asarray(req["trace"])
-        if trace.ndim != 2 or trace.shape[1] != 2 or trace.shape[0] < 1 or trace.dtype.kind not in "fiu":
-            raise RequestError(f"field 'trace' must be (N, 2) pixel coordinates, got shape {trace.shape}")
+        if trace.ndim != 2 or trace.shape[1] not in (2, 3) or trace.shape[0] < 1 or trace.dtype.kind not in "fiu":
+            raise RequestError(f"field 'trace' must be (N, 2) pixel coordinates, or (N, 3) with each point's depth in "
+                               f"metres, got shape {trace.shape}")
         if not np.isfinite(trace).all():
             raise RequestError("field 'trace' holds non-finite values")
         if len(trace) > MAX_TRACE_POINTS:
             raise RequestError(f"field 'trace' has {len(trace)} points; at most {MAX_TRACE_POINTS} are accepted")
-        out["trace"] = frame.to_policy(trace)
+        out["trace"] = np.concatenate([frame.to_policy(trace[:, :2]), trace[:, 2:].astype(np.float32)], 1)
     for key, kinds, what in (("decoder", (str,), "a string"), ("diffusion_steps", (int, np.integer), "an integer"),
                              ("seed", (int, np.integer), "an integer")):
         value = req.get(key)
@@ -173,6 +175,7 @@ def prediction_reply(pred, request_id, frame: Frame = Frame()) -> dict:
         "actions": np.asarray(pred.actions, np.float32),
         "trace": _whole(frame.to_client(pred.trace)),
         "points": _whole(frame.to_client(pred.points)),
+        "trace_depth": _whole(pred.trace_depth),
         "depth_tokens": _whole(pred.depth_tokens),
         "rationale": pred.rationale,
         "nfe": int(pred.nfe),

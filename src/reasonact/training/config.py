@@ -27,6 +27,8 @@ class TrainConfig:
     trace_points: int = setting(5, "points in the visual trace, from now to the episode's end", "model")
     trace_relative: bool = setting(False, "write the trace's later points as offsets from its first (the gripper), so "
                                    "that which way the path goes is one pair of tokens", "model")
+    trace_depth: bool = setting(False, "each trace point also carries its depth from the first camera, a third token, "
+                                "so that a given path says how far along the camera's rays to go", "model")
     think_tokens: int = setting(56, "length of the rationale block in tokens", "model")
     model_overrides: dict = setting({}, "model fields to change from the preset, as JSON, e.g. "
                                     "'{\"d_model\": 256}'", "model")

@@ -173,8 +173,10 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
     if cfg.init and not ckpt.has_tokenizers(run):
         ckpt.copy_tokenizers(cfg.init, run)
         tok = ckpt.load_tokenizers(run)
-        if tok.trace.relative != cfg.trace_relative:  # the --init run's trace tokenizer, written as asked
-            ckpt.save_tokenizers(run, replace(tok, trace=replace(tok.trace, relative=cfg.trace_relative)))
+        if tok.trace.relative != cfg.trace_relative or (tok.trace.depth is not None) != cfg.trace_depth:
+            # the --init run's trace tokenizer, written as asked
+            depth = (tok.trace.depth or ds.trace_depth_range()) if cfg.trace_depth else None
+            ckpt.save_tokenizers(run, replace(tok, trace=replace(tok.trace, relative=cfg.trace_relative, depth=depth)))
     if ckpt.has_tokenizers(run):
         tok = ckpt.load_tokenizers(run)
     else:
@@ -184,9 +186,9 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
         except DatasetError:  # an incomplete annotation: not needed unless the sequence has a think block
             pass
         text = TextTokenizer.train(texts, cfg.text_vocab)
-        tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points,
-                                                                         relative=cfg.trace_relative),
-                         text, Vocab.for_blocks(seq.blocks, text=text.vocab_size))
+        trace = TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points, relative=cfg.trace_relative,
+                               depth=ds.trace_depth_range() if cfg.trace_depth else None)
+        tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), trace, text, Vocab.for_blocks(seq.blocks, text=text.vocab_size))
         ckpt.save_tokenizers(run, tok)
     if "points" in seq.blocks and "<points>" not in tok.vocab.late:
         raise ValueError(f"the tokenizers of {cfg.init or run} were made without the points block's marker; "
@@ -276,7 +278,8 @@ def _spec(ds: ReasonactDataset, cfg: TrainConfig, data) -> RunSpec:
     points = 0 if cfg.points_weight == 0 or ds.points is None else ds.points.shape[1]
     mcfg = model_config(cfg.config, **{"views": len(ds.views), "points": points, **cfg.model_overrides})
     seq = SequenceConfig(reasoning=cfg.reasoning, horizon=cfg.horizon, action_dim=ds.info["action_dim"],
-                         state_dim=ds.info["state_dim"], trace_points=cfg.trace_points, decoder=cfg.decoder,
+                         state_dim=ds.info["state_dim"], trace_points=cfg.trace_points, trace_depth=cfg.trace_depth,
+                         decoder=cfg.decoder,
                          think_tokens=cfg.think_tokens)
     if "points" in seq.blocks:
         if ds.points is None:
