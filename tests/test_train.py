@@ -646,6 +646,19 @@ def test_a_depth_trace_run_trains_on_depth_and_its_policy_follows_or_fills_in_th
     traces3 = np.concatenate([ds.traces, ds.trace_depths[..., None]], -1)
     want = tok.trace.encode(traces3[rows.numpy()]) + tok.vocab.offset("coord")
     np.testing.assert_array_equal(src.batch(rows)["targets"]["trace"].numpy(), want)  # the pipeline writes as the tokenizer
+    # --depth-dropout: steered samples given the pixels only learn to write the depth, and only the depth
+    dropped = BatchSource(ds, np.arange(len(ds)), tok, image_size=32, horizon=seq.horizon, blocks=seq.blocks,
+                          instruction_tokens=seq.instruction_tokens, state_norm=NO_NORM, augment=False,
+                          paraphrase_prob=0.0, steer_prob=1.0, depth_dropout=1.0, progress=False)
+    batch = dropped.batch(rows)
+    given = batch["steered"]
+    assert given.shape == (len(rows), 15) and given[:, 0::3].all() and given[:, 1::3].all() and not given[:, 2::3].any()
+    model = ActionReasoningModel(Config(model_config("debug"), seq), tok.vocab)
+    _, _, plan = model.training_inputs(batch["targets"], given)
+    trace_loss = dict((b, m) for b, _, _, m in plan)["trace"]
+    assert not trace_loss[:, 0::3].any() and not trace_loss[:, 1::3].any() and trace_loss[:, 2::3].any()
+    with pytest.raises(ValueError, match="--depth-dropout"):
+        train_config(reasoning="trace", steer_prob=0.3, depth_dropout=0.5)  # without --trace-depth
     flat = reasonact.train(fake_data, tmp_path / "flat", config="debug", steps=2, reasoning="trace", progress=False)
     for decoder in ("diffusion", "ar"):
         run = reasonact.train(fake_data, tmp_path / decoder, config="debug", steps=2, reasoning="trace", trace_depth=True,

@@ -91,6 +91,7 @@ class BatchSource:
         tint: float = 0.0,
         paraphrase_prob: float = 0.5,
         steer_prob: float = 0.0,
+        depth_dropout: float = 0.0,
         rationale_dropout: float = 0.0,
         points: bool = False,
         task_weights: dict[str, float] | None = None,
@@ -104,6 +105,7 @@ class BatchSource:
         self.augment, self.shift = augment, shift
         self.jitter, self.tint = jitter, tint
         self.paraphrase_prob, self.steer_prob = paraphrase_prob, steer_prob
+        self.depth_dropout = depth_dropout if tok.trace.dims == 3 else 0.0
         self.rationale_dropout = rationale_dropout
         self.scale = ds.resolution / image_size  # dataset pixels per model pixel
         dev = self.device
@@ -211,6 +213,11 @@ class BatchSource:
         if self.steer_prob > 0:
             steered = (rnd(B) < self.steer_prob) | self.path[rows]
             state = hide_task_state(state, steered)
+            if self.depth_dropout > 0 and "trace" in self.blocks:  # per token: given the pixels, left to write the depth
+                depth = torch.zeros(self.tok.trace.length, dtype=torch.bool, device=dev)
+                depth[2::3] = True
+                open_ = steered & (rnd(B) < self.depth_dropout)
+                steered = steered[:, None] & ~(open_[:, None] & depth[None])
         unreasoned = None
         if self.think is not None and self.rationale_dropout > 0:
             unreasoned = rnd(B) < self.rationale_dropout
@@ -219,7 +226,7 @@ class BatchSource:
             "instr": self.instructions[task, phr],
             "state": state,
             "targets": targets,
-            "steered": steered,
+            "steered": steered,  # (B,) samples given their trace, or (B, L) which of its tokens were given
             "unreasoned": unreasoned,  # samples whose later blocks see an empty rationale
             # Where the task's objects are, as a share of the image's width and height (first view).
             "points": None if points is None else points / (self.image_size * self.scale),

@@ -123,7 +123,9 @@ class ActionReasoningModel(nn.Module):
                         generator: torch.Generator | None = None, unreasoned: torch.Tensor | None = None):
         """Build the generated part of the sequence for a batch.
 
-        targets: block -> (B, L_block) token ids. ``unreasoned`` (B,) bool: samples whose later blocks see an
+        targets: block -> (B, L_block) token ids. ``steered``: (B,) bool, samples whose trace was given, or
+        (B, L_trace) bool, which of its tokens were (the rest are learnt as for any sample).
+        ``unreasoned`` (B,) bool: samples whose later blocks see an
         empty rationale (rationale dropout; the diffusion decoder still learns to write theirs, the causal one
         learns nothing from a rationale it did not see). Returns (input ids (B, Lg), span, list of
         (block, logit positions (Lb,), target ids (B, Lb), loss mask (B, Lb))).
@@ -144,7 +146,7 @@ class ActionReasoningModel(nn.Module):
                 after_eot = (tgt == v.eot).long().cumsum(1) - (tgt == v.eot).long()
                 valid = after_eot == 0
             if block == "trace" and steered is not None:  # the trace was given: no loss on it
-                valid = valid & ~steered[:, None]
+                valid = valid & ~(steered if steered.dim() == 2 else steered[:, None])
             shown = tgt  # what the later blocks see of this one
             if block == "think" and unreasoned is not None:
                 empty = torch.full_like(tgt, v.pad)

@@ -70,6 +70,8 @@ class TrainConfig:
     paraphrase_prob: float = setting(0.5, "share of samples given a paraphrase of the instruction", "data")
     steer_prob: float = setting(0.0, "share of samples trained with the trace given (steering), from 0 to 1",
                                 "data")
+    depth_dropout: float = setting(0.0, "share of steered samples given the trace's pixels without its depth, which "
+                                   "they learn to write, so that a path drawn in 2D steers too (--trace-depth)", "data")
     rationale_dropout: float = setting(0.0, "share of samples whose later blocks (trace, action) see an empty "
                                        "rationale, so that actions do not lean on one the model cannot write "
                                        "(a mode with a think block; 0: off)", "data")
@@ -121,6 +123,11 @@ class TrainConfig:
                 bad(f"{flag} is a share of samples, from 0 to 1; got {share}")
             if share > 0 and block not in blocks:
                 bad(f"{flag} {does}, but reasoning {self.reasoning!r} {lacks}; {fix}")
+        if not 0 <= self.depth_dropout <= 1:
+            bad(f"--depth-dropout is a share of steered samples, from 0 to 1; got {self.depth_dropout}")
+        if self.depth_dropout > 0 and not (self.trace_depth and self.steer_prob > 0):
+            bad("--depth-dropout gives steered samples their trace without its depth; it needs --trace-depth and "
+                "--steer-prob above 0")
         for name, v in (("jitter", self.jitter), ("tint", self.tint)):
             if not 0 <= v < 1:
                 bad(f"--{name} is the largest change of a factor on the pixel values, from 0 to below 1, e.g. 0.5; "

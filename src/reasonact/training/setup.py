@@ -386,7 +386,8 @@ def _batch_sources(ds, spec: RunSpec, tok, cfg: TrainConfig, dev, main: bool, sh
     common["points"] = cfg.points_weight > 0
     source = BatchSource(ds, np.nonzero(use & ~is_val)[0], tok, augment=cfg.augment, jitter=cfg.jitter,
                          tint=cfg.tint, paraphrase_prob=cfg.paraphrase_prob, steer_prob=cfg.steer_prob,
-                         rationale_dropout=cfg.rationale_dropout, task_weights=cfg.task_weights, **common)
+                         depth_dropout=cfg.depth_dropout, rationale_dropout=cfg.rationale_dropout,
+                         task_weights=cfg.task_weights, **common)
     val = BatchSource(ds, np.nonzero(is_val)[0], tok, augment=False, paraphrase_prob=0.0, **common) if is_val.any() else None
     return source, val
 
