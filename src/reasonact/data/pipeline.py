@@ -106,6 +106,7 @@ class BatchSource:
         self.jitter, self.tint = jitter, tint
         self.paraphrase_prob, self.steer_prob = paraphrase_prob, steer_prob
         self.depth_dropout = depth_dropout if tok.trace.dims == 3 else 0.0
+        self.depth_tokens = (torch.arange(tok.trace.length) % tok.trace.dims == 2).to(device)  # (x, y, d) per point
         self.rationale_dropout = rationale_dropout
         self.scale = ds.resolution / image_size  # dataset pixels per model pixel
         dev = self.device
@@ -214,10 +215,8 @@ class BatchSource:
             steered = (rnd(B) < self.steer_prob) | self.path[rows]
             state = hide_task_state(state, steered)
             if self.depth_dropout > 0 and "trace" in self.blocks:  # per token: given the pixels, left to write the depth
-                depth = torch.zeros(self.tok.trace.length, dtype=torch.bool, device=dev)
-                depth[2::3] = True
                 open_ = steered & (rnd(B) < self.depth_dropout)
-                steered = steered[:, None] & ~(open_[:, None] & depth[None])
+                steered = steered[:, None] & ~(open_[:, None] & self.depth_tokens[None])
         unreasoned = None
         if self.think is not None and self.rationale_dropout > 0:
             unreasoned = rnd(B) < self.rationale_dropout

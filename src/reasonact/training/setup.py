@@ -279,8 +279,7 @@ def _spec(ds: ReasonactDataset, cfg: TrainConfig, data) -> RunSpec:
     mcfg = model_config(cfg.config, **{"views": len(ds.views), "points": points, **cfg.model_overrides})
     seq = SequenceConfig(reasoning=cfg.reasoning, horizon=cfg.horizon, action_dim=ds.info["action_dim"],
                          state_dim=ds.info["state_dim"], trace_points=cfg.trace_points, trace_depth=cfg.trace_depth,
-                         decoder=cfg.decoder,
-                         think_tokens=cfg.think_tokens)
+                         decoder=cfg.decoder, think_tokens=cfg.think_tokens)
     if "points" in seq.blocks:
         if ds.points is None:
             raise DatasetError(f"{ds.root} records no object points (observation.points), which the points block "
