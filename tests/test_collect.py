@@ -184,7 +184,7 @@ def test_a_task_the_expert_keeps_failing_is_given_up_and_not_retried(tmp_path, m
 
     def failing(task, seed, *args):
         tried.append((task, seed))
-        return {"task": task, "seed": seed, "expert": args[-1], "success": False, "length": 1}
+        return {"task": task, "seed": seed, "expert": args[3], "success": False, "length": 1}
 
     monkeypatch.setattr(collect_mod, "MAX_FAILURES_PER_TASK", 3)
     monkeypatch.setattr(collect_mod, "run_expert_episode", failing)
@@ -207,7 +207,18 @@ def test_a_task_the_expert_keeps_failing_is_given_up_and_not_retried(tmp_path, m
     np.testing.assert_array_equal(actions[-3:, :3], 0)
     assert np.abs(actions[:-3, :3]).max(axis=1).min() > 0  # it moved until it got there
     assert (np.linalg.norm(ee[-3:] - expert.waypoints[-1], axis=1) < expert.tolerance + 0.012).all()
-    for bad, match in ((dict(expert="path", path_hold=-1), "non-negative"), (dict(path_hold=5), "random-path")):
+    assert np.ptp(ee[:, 2]) < 0.025  # waypoints at the hand's starting height (the arm sways by a centimetre or two)
+    # --path-heights random: the next random path goes down and up through its own waypoints.
+    more = collect(out, suite="reach-v3", episodes_per_task=2, resolution=32, workers=1, expert="path",
+                   path_heights="random", progress=False)
+    assert more.new_episodes == 1
+    ds = load_dataset(out)
+    ee = ds.ee_pos[ds.episode_frames(1)]
+    expert = PathExpert.for_episode("reach-v3", ds.episodes[1]["seed"], ee[0], planar=False)
+    assert np.ptp(expert.waypoints[:, 2]) > 0.05 and np.ptp(ee[:, 2]) > 0.05
+    assert np.linalg.norm(ee[-1] - expert.waypoints[-1]) < expert.tolerance + 0.012
+    for bad, match in ((dict(expert="path", path_hold=-1), "non-negative"), (dict(path_hold=5), "random-path"),
+                       (dict(expert="path", path_heights="up"), "hand, random"), (dict(path_heights="random"), "random-path")):
         with pytest.raises(ValueError, match=match):
             collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, progress=False, **bad)
 

@@ -121,6 +121,9 @@ def _add_collect(sub) -> None:
     p.add_argument("--path-hold", type=int, default=0,
                    help="with --expert path: steps the hand stays at the path's end before the episode ends, so that "
                         "training sees what a finished path means (e.g. 20)")
+    p.add_argument("--path-heights", choices=["hand", "random"], default="hand",
+                   help="with --expert path: waypoints at the hand's starting height (a 2D trace then says where to go), "
+                        "or at random heights, moves down and up (for policies trained with --trace-depth)")
 
     def run(a):
         from .data.collect import collect
@@ -128,7 +131,7 @@ def _add_collect(sub) -> None:
         print(collect(a.out, suite=a.suite, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
                       resolution=a.resolution, camera=a.camera, state_mode=a.state_mode,
                       workers=a.workers, seed=a.seed, expert=a.expert, start_jitter=a.start_jitter,
-                      path_hold=a.path_hold, task_episodes=a.task_episodes))
+                      path_hold=a.path_hold, path_heights=a.path_heights, task_episodes=a.task_episodes))
 
     p.set_defaults(func=run)
 

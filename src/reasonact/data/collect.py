@@ -37,6 +37,7 @@ from .format import (
 )
 
 MAX_START_JITTER = 0.15  # metres: beyond it the hand starts outside some tasks' reach
+PATH_HEIGHTS = ("hand", "random")  # random-path waypoints: at the hand's starting height, or anywhere in height
 MAX_FAILURES_PER_TASK = 20  # an expert that fails this often on a task is reported, not retried forever
 
 
@@ -91,9 +92,11 @@ def _get_env(task: str, resolution: int, camera: str, state_mode: str):
 
 
 def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state_mode: str,
-                       expert: str = "task", start_jitter: float = 0.0, path_hold: int = 0) -> dict:
+                       expert: str = "task", start_jitter: float = 0.0, path_hold: int = 0,
+                       path_heights: str = "hand") -> dict:
     """Roll out one layout with the task's scripted expert (``expert="task"``) or along a random path
-    (``"path"``, see :mod:`reasonact.envs.paths`, staying ``path_hold`` steps at its end); frames are
+    (``"path"``, see :mod:`reasonact.envs.paths`, staying ``path_hold`` steps at its end; its waypoints at
+    the hand's starting height, ``path_heights="hand"``, or at random heights, ``"random"``); frames are
     PNG-encoded here, in the worker."""
     env = _get_env(task, resolution, camera, state_mode)
     obs = env.reset(seed, start_jitter=start_jitter)
@@ -101,7 +104,7 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
     if expert == "path":
         from ..envs.paths import PathExpert
 
-        path = PathExpert.for_episode(task, seed, obs["ee_pos"], hold=path_hold)
+        path = PathExpert.for_episode(task, seed, obs["ee_pos"], hold=path_hold, planar=path_heights == "hand")
         steps = min(steps, path.step_budget(obs["ee_pos"]))
     cols: dict[str, list] = defaultdict(list)
     success = False
@@ -170,7 +173,7 @@ def _simulator_settings(suite: str, tasks, resolution: int, camera: str | None, 
 
 
 def _check_counts(expert: str, episodes_per_task, task_episodes: dict, task_list: list[str], seed,
-                  start_jitter, path_hold=0) -> None:
+                  start_jitter, path_hold=0, path_heights="hand") -> None:
     if expert not in EXPERTS:
         raise ValueError(f"unknown expert {expert!r}; choose from {', '.join(EXPERTS)}")
     if not isinstance(episodes_per_task, int) or episodes_per_task < 1:
@@ -189,6 +192,10 @@ def _check_counts(expert: str, episodes_per_task, task_episodes: dict, task_list
         raise ValueError(f"path_hold must be a non-negative number of steps, got {path_hold!r}")
     if path_hold and expert != "path":
         raise ValueError("path_hold is for random-path episodes: pass it with expert='path' (--expert path)")
+    if path_heights not in PATH_HEIGHTS:
+        raise ValueError(f"path_heights must be one of {', '.join(PATH_HEIGHTS)}, got {path_heights!r}")
+    if path_heights != "hand" and expert != "path":
+        raise ValueError("path_heights is for random-path episodes: pass it with expert='path' (--expert path)")
 
 
 def collect(
@@ -205,21 +212,24 @@ def collect(
     expert: str = "task",
     start_jitter: float = 0.0,
     path_hold: int = 0,
+    path_heights: str = "hand",
     task_episodes: dict[str, int] | None = None,
     progress: bool = True,
 ) -> CollectSummary:
     """Collect (or resume, or extend) a dataset of successful episodes: ``episodes_per_task`` of the
     given ``expert`` per task -- ``"task"``: the task's scripted expert; ``"path"``: random paths through
     the task's scene (:mod:`reasonact.envs.paths`), which teach steering, the hand staying ``path_hold``
-    steps at a path's end. ``start_jitter`` (metres) starts each episode's hand at a random offset from the
-    task's home position, so that where the hand is says nothing about where the object is. ``task_episodes``
-    gives named tasks their own count instead of ``episodes_per_task`` (e.g. ``{"push-v3": 200}``: more
-    layouts for a hard task). ``camera`` and ``state_mode`` default to the simulator's (Meta-World: corner2,
-    goal; LIBERO: agentview,robot0_eye_in_hand, proprio)."""
+    steps at a path's end, the waypoints at the hand's starting height (``path_heights="hand"``) or at random
+    heights (``"random"``: moves down and up, whose depth a 2D trace cannot show). ``start_jitter`` (metres)
+    starts each episode's hand at a random offset from the task's home position, so that where the hand is
+    says nothing about where the object is. ``task_episodes`` gives named tasks their own count instead of
+    ``episodes_per_task`` (e.g. ``{"push-v3": 200}``: more layouts for a hard task). ``camera`` and
+    ``state_mode`` default to the simulator's (Meta-World: corner2, goal; LIBERO: agentview,robot0_eye_in_hand, proprio)."""
     sim_name, task_list, camera, state_mode = _simulator_settings(suite, tasks, resolution, camera, state_mode,
                                                                  expert, start_jitter)
     task_episodes = dict(task_episodes or {})
-    _check_counts(expert, episodes_per_task, task_episodes, task_list, seed, start_jitter, path_hold)
+    _check_counts(expert, episodes_per_task, task_episodes, task_list, seed, start_jitter, path_hold,
+                  path_heights)
     wanted = {t: task_episodes.get(t, episodes_per_task) for t in task_list}
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers < 1:
@@ -289,7 +299,7 @@ def collect(
             return None
         return task, next(streams[task])
 
-    args = (resolution, camera, state_mode, expert, float(start_jitter), int(path_hold))
+    args = (resolution, camera, state_mode, expert, float(start_jitter), int(path_hold), path_heights)
     try:
         if workers == 1 or total_needed <= 1:
             _run_here(jobs, handle, args, gave_up)
