@@ -58,18 +58,22 @@ METRICS = ("mean_px", "max_px", "end_px", "mean_cm", "upto_end_cm", "ray_cm")
 class PathFollower:
     """A perfect follower for reference: its "trace" is the remaining path in world metres, and it moves the
     end effector toward the point ``lookahead`` metres along it, one step at a time (run it with
-    ``execute=1``), gripper open."""
+    ``execute=1``), gripper open. With ``points``, it sees what a policy sees instead: the path ahead from
+    the gripper resampled to that many points (the trace's resolution), whose chords cut the path's corners."""
 
-    def __init__(self, policy, lookahead: float = 0.02, gain: float = 10.0):
+    def __init__(self, policy, lookahead: float = 0.02, gain: float = 10.0, points: int | None = None):
         self.info = policy.info
-        self.lookahead, self.gain = lookahead, gain
+        self.lookahead, self.gain, self.points = lookahead, gain, points
 
     def predict_batch(self, observations, texts=None, traces=None, diffusion_steps=None):
         from reasonact.interface import Prediction
         from reasonact.steering import point_along
+        from reasonact.tokenizers.trace import resample_trace
 
         out = []
         for o, path in zip(observations, traces):
+            if self.points:
+                path = resample_trace(np.vstack([o["ee_pos"], path]), self.points)
             move = self.gain * (point_along(path, self.lookahead) - o["ee_pos"])
             action = np.append(np.clip(move, -1.0, 1.0), -1.0).astype(np.float32)[None]
             out.append(Prediction(action, None, None, None, nfe=0, latency_ms=0.0))
@@ -160,8 +164,9 @@ def main() -> None:
                       execute=execute, **kw).episodes
     if a.video:
         write_steered_videos(steered, Path(a.video), policy.resolution)
-    followed = rollout(PathFollower(policy), episodes(given, world=True), steer=steer_world, diffusion_steps=1,
-                       execute=1, workers=a.workers).episodes
+    followed, coarse = (rollout(PathFollower(policy, points=n), episodes(given, world=True), steer=steer_world,
+                                diffusion_steps=1, execute=1, workers=a.workers).episodes
+                        for n in (None, policy.info.trace_points))
     for e in free:
         if (e.task, e.seed) in given:
             e.info["given"], e.info["given_world"] = given[(e.task, e.seed)]
@@ -188,9 +193,9 @@ def main() -> None:
 
     rows = []
     key = lambda e: (e.task, e.seed)  # noqa: E731
-    free_by, followed_by = {key(e): e for e in free}, {key(e): e for e in followed}
-    runs = {"steered": steered, "own": [free_by[key(e)] for e in steered],
-            "follower": [followed_by[key(e)] for e in steered]}
+    by = {name: {key(e): e for e in eps} for name, eps in (("own", free), ("follower", followed),
+                                                             ("trace_follower", coarse))}
+    runs = {"steered": steered, **{name: [d[key(e)] for e in steered] for name, d in by.items()}}
     for t in tasks:
         row = {"task": t, "episodes": sum(e.task == t for e in steered)}
         if not row["episodes"]:
@@ -213,7 +218,9 @@ def main() -> None:
                           "distance in the world over the steps until the gripper first came within 2 cm of the path's "
                           "end (the whole episode if it never did); ray_cm: the mean part of the world distance along the "
                           "first view's rays through the given path (what the image does not show); "
-                          "follower: a controller tracking the given path in 3D. Paths: " + PATHS[a.paths]},
+                          "follower: a controller tracking the given path in 3D; trace_follower: the same controller "
+                          "seeing only what the policy sees, the path ahead from the gripper as the trace's points. "
+                          "Paths: " + PATHS[a.paths]},
            out=a.out)
 
 
