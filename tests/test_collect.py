@@ -192,6 +192,19 @@ def test_a_task_the_expert_keeps_failing_is_given_up_and_not_retried(tmp_path, m
     assert summary.gave_up == ["reach-v3"] and len(tried) == 3 and "gave up on reach-v3" in str(summary)
     again = collect(out, suite="reach-v3", episodes_per_task=5, resolution=32, workers=1, progress=False)
     assert again.gave_up == ["reach-v3"] and len(tried) == 3  # nothing retried
+    # An expert that fails often but not always (a random path into the scene) is not given up: one success in
+    # four tries is above the 10% a task needs to be kept.
+    calls = []
+
+    def sometimes(task, seed, *args):
+        calls.append(seed)
+        if len(calls) % 4 == 1:
+            return real(task, seed, *args)
+        return {"task": task, "seed": seed, "expert": args[3], "success": False, "length": 1}
+
+    monkeypatch.setattr(collect_mod, "run_expert_episode", sometimes)
+    some = collect(tmp_path / "some", suite="reach-v3", episodes_per_task=2, resolution=32, workers=1, progress=False)
+    assert some.new_episodes == 2 and not some.gave_up and len(calls) == 5  # 3 failures after the first success
     # The other expert's failures are its own: random paths on the same task are still collected.
     monkeypatch.setattr(collect_mod, "run_expert_episode", real)
     paths = collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, expert="path",

@@ -38,7 +38,8 @@ from .format import (
 
 MAX_START_JITTER = 0.15  # metres: beyond it the hand starts outside some tasks' reach
 PATH_HEIGHTS = ("hand", "random")  # random-path waypoints: at the hand's starting height, or anywhere in height
-MAX_FAILURES_PER_TASK = 20  # an expert that fails this often on a task is reported, not retried forever
+MAX_FAILURES_PER_TASK = 20  # an expert that fails this often on a task is reported, not retried forever,
+MIN_SUCCESS_RATE = 0.1  # unless it succeeds at least this often (random paths into a door or a window frame fail)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class CollectSummary:
     frames: int
     seconds: float
     gave_up: list[str] = field(default_factory=list)
+    failures_before_giving_up: dict[str, int] = field(default_factory=dict)  # per task given up: its failures in all
     expert: str = "task"  # whose episodes ``episodes`` counts
 
     def __str__(self) -> str:
@@ -60,7 +62,8 @@ class CollectSummary:
             f"({self.new_episodes} new in {self.seconds:.0f}s, {fails} expert failure(s) skipped)"
         ]
         for t in self.gave_up:
-            lines.append(f"warning: gave up on {t} after {MAX_FAILURES_PER_TASK} expert failures")
+            lines.append(f"warning: gave up on {t} after {self.failures_before_giving_up.get(t, MAX_FAILURES_PER_TASK)} "
+                         f"expert failures (fewer than {MIN_SUCCESS_RATE:.0%} of its tries succeeded)")
         return "\n".join(lines)
 
 
@@ -241,16 +244,7 @@ def collect(
     all_tasks = _open(root, {"env": sim_name, "suite": suite, "resolution": resolution, "camera": camera,
                              "state_mode": state_mode, "seed": seed, "start_jitter": float(start_jitter)}, task_list)
     existing = existing_episodes(root)
-    failures = read_failures(root)
-    tried: dict[str, set[int]] = defaultdict(set)
-    have: dict[str, int] = defaultdict(int)
-    for e in existing:  # every layout is used once, by either expert; counts are of this expert's
-        tried[e["task"]].add(e["seed"])
-        have[e["task"]] += e["expert"] == expert
-    n_failed: dict[str, int] = defaultdict(int)
-    for f in failures:
-        tried[f["task"]].add(f["seed"])
-        n_failed[f["task"]] += f.get("expert", "task") == expert
+    tried, have, n_failed = _so_far(existing, read_failures(root), expert)
 
     def seed_stream(task: str):
         s = seed
@@ -261,8 +255,12 @@ def collect(
             s += 1
 
     streams = {t: seed_stream(t) for t in task_list}
+
+    def hopeless(t: str) -> bool:
+        return n_failed[t] >= MAX_FAILURES_PER_TASK and have[t] < MIN_SUCCESS_RATE * (have[t] + n_failed[t])
+
     # A task this expert already failed too often on (an earlier run gave up on it) is not retried.
-    gave_up = [t for t in task_list if n_failed[t] >= MAX_FAILURES_PER_TASK and have[t] < wanted[t]]
+    gave_up = [t for t in task_list if hopeless(t) and have[t] < wanted[t]]
     need = {t: 0 if t in gave_up else max(0, wanted[t] - have[t]) for t in task_list}
     jobs = [(t, next(streams[t])) for t in task_list for _ in range(need[t])]
     total_needed = sum(need.values())
@@ -293,7 +291,7 @@ def collect(
         new_failures[task] += 1
         n_failed[task] += 1
         bar.set_postfix(failures=sum(new_failures.values()))
-        if n_failed[task] >= MAX_FAILURES_PER_TASK:
+        if hopeless(task):
             if task not in gave_up:
                 gave_up.append(task)
             return None
@@ -319,9 +317,25 @@ def collect(
         frames=frames,
         seconds=time.time() - t0,
         gave_up=gave_up,
+        failures_before_giving_up={t: n_failed[t] for t in gave_up},
         expert=expert,
     )
 
+
+
+def _so_far(existing: list[dict], failures: list[dict], expert: str) -> tuple[dict, dict, dict]:
+    """Per task: the layout seeds already tried (by either expert: every layout is used once), and this
+    expert's successful episodes and failures."""
+    tried: dict[str, set[int]] = defaultdict(set)
+    have: dict[str, int] = defaultdict(int)
+    n_failed: dict[str, int] = defaultdict(int)
+    for e in existing:
+        tried[e["task"]].add(e["seed"])
+        have[e["task"]] += e["expert"] == expert
+    for f in failures:
+        tried[f["task"]].add(f["seed"])
+        n_failed[f["task"]] += f.get("expert", "task") == expert
+    return tried, have, n_failed
 
 
 def _run_here(jobs: list, handle, args: tuple, gave_up: list) -> None:
