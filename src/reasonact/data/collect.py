@@ -38,8 +38,8 @@ from .format import (
 
 MAX_START_JITTER = 0.15  # metres: beyond it the hand starts outside some tasks' reach
 PATH_HEIGHTS = ("hand", "random")  # random-path waypoints: at the hand's starting height, or anywhere in height
-MAX_FAILURES_PER_TASK = 20  # an expert that fails this often on a task is reported, not retried forever,
-MIN_SUCCESS_RATE = 0.1  # unless it succeeds at least this often (random paths into a door or a window frame fail)
+MAX_FAILURES_PER_TASK = 20  # an expert that fails this often on a task is reported and not retried forever...
+MIN_SUCCESS_RATE = 0.1  # ...unless this share of its tries succeeded (random paths into a door or a window frame fail)
 
 
 @dataclass
