@@ -261,6 +261,8 @@ def _add_console(sub) -> None:
     p.add_argument("--port", type=_port, default=8000, help="port to listen on")
     p.add_argument("--seed", type=int, default=None, help="first layout (default: a held-out one)")
     p.add_argument("--execute", type=int, default=None, help="actions run per Step (default: the whole chunk)")
+    p.add_argument("--diffusion-steps", type=int, default=None, metavar="T",
+                   help="refinement rounds per chunk (default: the policy's); steered paths are followed closest at 1")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="also accept the console's websocket from pages at ORIGIN (repeatable)")
@@ -268,8 +270,10 @@ def _add_console(sub) -> None:
     def run(a):
         from .serve.console import console
 
+        if a.diffusion_steps is not None and a.diffusion_steps < 1:
+            p.error(f"--diffusion-steps must be 1 or more, got {a.diffusion_steps}")
         console(a.checkpoint, a.task, host=a.host, port=a.port, device=a.device, seed=a.seed, execute=a.execute,
-                allow_origins=tuple(a.allow_origin))
+                diffusion_steps=a.diffusion_steps, allow_origins=tuple(a.allow_origin))
 
     p.set_defaults(func=run)
 

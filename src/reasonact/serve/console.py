@@ -281,13 +281,14 @@ class ConsoleServer:
 
 
 def console(checkpoint, task: str, *, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-            seed: int | None = None, execute: int | None = None, allow_origins: tuple[str, ...] = ()) -> None:
+            seed: int | None = None, execute: int | None = None, diffusion_steps: int | None = None,
+            allow_origins: tuple[str, ...] = ()) -> None:
     from ..envs import resolve_tasks
     from ..policy import load_policy
 
     resolve_tasks(task)
     server = ConsoleServer(load_policy(checkpoint, device), task, seed=seed, execute=execute,
-                           allow_origins=allow_origins)
+                           diffusion_steps=diffusion_steps, allow_origins=allow_origins)
     run_until_interrupted(server, host, port, f"steering console for {task}: open http://{host}:{{port}}/ (Ctrl-C stops)")
 
 
