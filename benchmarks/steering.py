@@ -59,21 +59,24 @@ class PathFollower:
     """A perfect follower for reference: its "trace" is the remaining path in world metres, and it moves the
     end effector toward the point ``lookahead`` metres along it, one step at a time (run it with
     ``execute=1``), gripper open. With ``points``, it sees what a policy sees instead: the path ahead from
-    the gripper resampled to that many points (the trace's resolution), whose chords cut the path's corners."""
+    the gripper (as far as the policy's trace span) resampled to that many points (the trace's resolution),
+    whose chords cut the path's corners."""
 
     def __init__(self, policy, lookahead: float = 0.02, gain: float = 10.0, points: int | None = None):
         self.info = policy.info
         self.lookahead, self.gain, self.points = lookahead, gain, points
+        self.span = policy.tok.trace.span  # a policy trained on traces of a span sees only that much of the path
 
     def predict_batch(self, observations, texts=None, traces=None, diffusion_steps=None):
         from reasonact.interface import Prediction
-        from reasonact.steering import point_along
+        from reasonact.steering import point_along, truncate
         from reasonact.tokenizers.trace import resample_trace
 
         out = []
         for o, path in zip(observations, traces):
             if self.points:
-                path = resample_trace(np.vstack([o["ee_pos"], path]), self.points)
+                path = np.vstack([o["ee_pos"], path])
+                path = resample_trace(path if self.span is None else truncate(path, self.span), self.points)
             move = self.gain * (point_along(path, self.lookahead) - o["ee_pos"])
             action = np.append(np.clip(move, -1.0, 1.0), -1.0).astype(np.float32)[None]
             out.append(Prediction(action, None, None, None, nfe=0, latency_ms=0.0))
@@ -98,6 +101,8 @@ def main() -> None:
                     help="give a policy whose trace carries depth the pixels alone: it writes the depth itself")
     ap.add_argument("--execute", type=int, default=None, metavar="N",
                     help="steps of each steered chunk run before the next prediction (default: the policy's horizon)")
+    ap.add_argument("--diffusion-steps", type=int, default=None, metavar="T",
+                    help="refinement rounds per chunk, steered and unsteered (default: the policy's)")
     ap.add_argument("--open-loop", type=int, default=0, metavar="N", help="the open-loop check on N frames instead")
     ap.add_argument("--out", default=None)
     ap.add_argument("--video", default=None, metavar="DIR",
@@ -156,7 +161,10 @@ def main() -> None:
     execute = a.execute or policy.horizon
     if not 1 <= execute <= policy.horizon:
         raise SystemExit(f"--execute must be between 1 and the policy's horizon ({policy.horizon}), got {a.execute}")
-    kw = dict(diffusion_steps=policy.info.default_diffusion_steps, workers=a.workers)
+    T = policy.info.default_diffusion_steps if a.diffusion_steps is None else a.diffusion_steps
+    if T < 1:
+        raise SystemExit(f"--diffusion-steps must be 1 or more, got {T}")
+    kw = dict(diffusion_steps=T, workers=a.workers)
     free = rollout(policy, episodes(), execute=policy.horizon, **kw).episodes
     given = given_paths(a, policy, tasks, free, own_path)
     with_depth = policy.info.trace_depth and not a.pixels_only
@@ -210,7 +218,8 @@ def main() -> None:
     cols = [f"{n}_{m}" for n in runs for m in METRICS]
     report(f"steering_{a.paths}", rows, ["task", "episodes", *cols, "steered_success", "own_success"],
            extra={"checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
-                  "from_gripper": a.from_gripper, "steered_execute": execute, "trace_depth": policy.info.trace_depth,
+                  "from_gripper": a.from_gripper, "steered_execute": execute, "diffusion_steps": T,
+                  "trace_depth": policy.info.trace_depth,
                   "depth_given": bool(with_depth),
                   "note": "distances from the executed end-effector path to the given path: in image pixels "
                           "(projected) and in the world (cm, 3D); max_px is the per-episode maximum averaged over "
@@ -313,7 +322,7 @@ def open_loop(a) -> None:
     from reasonact.policy import load_policy
 
     policy = load_policy(a.checkpoint)
-    ds = load_dataset(a.data or policy.spec.data.path)
+    ds = load_dataset(a.data or policy.spec.data.path, trace_span=policy.tok.trace.span)  # the traces it was trained on
     rng = np.random.default_rng(0)
     step_m = 0.01  # Meta-World: an action of 1 moves the end effector 1 cm
     H = policy.horizon
@@ -355,9 +364,35 @@ def open_loop(a) -> None:
         add(("policy, no trace", against), predicted(o, None), recorded)
         add(("demonstration", against), demonstrated(i), recorded)
     rows = [{"motion": m, "against": d, "frames": len(v), "mean_cosine": float(np.mean(v))} for (m, d), v in cos.items()]
-    report("steering_open_loop", rows, ["motion", "against", "frames", "mean_cosine"],
+    rows += action_errors(a, policy, ds, rng)
+    report("steering_open_loop", rows, ["motion", "against", "frames", "mean_cosine", "mean_action_error"],
            extra={"checkpoint": a.checkpoint, "note": f"image-plane motion over {H} steps; recorded trace: "
                   "the first segment of the frame's recorded trace"}, out=a.out)
+
+
+def action_errors(a, policy, ds, rng) -> list[dict]:
+    """The chunk predicted with the frame's recorded trace given (with its depth, for a policy that reads it)
+    against the demonstration's own next actions: the mean absolute error per position coordinate (an
+    action of 1 moves the hand 1 cm), for a few numbers of diffusion rounds."""
+    H = policy.horizon
+    rounds = sorted({1, 4, policy.info.default_diffusion_steps}) if policy.decoder == "diffusion" else [None]
+    whole = np.arange(len(ds)) + H <= ds.episode_end  # a full chunk of the demonstration is left
+    rows = []
+    for kind, frames in (("random-path frames", ds.path_frames), ("task demonstrations' frames", ~ds.path_frames)):
+        pool = np.nonzero(frames & whole)[0]
+        chosen = rng.choice(pool, min(a.open_loop, len(pool)), replace=False)
+        for T in rounds:
+            err = []
+            for batch in np.array_split(chosen, max(1, len(chosen) // 16)):
+                obs = [ds[int(i)] for i in batch]
+                traces = [np.concatenate([o["trace"], o["trace_depth"][:, None]], -1) if policy.info.trace_depth
+                          else o["trace"] for o in obs]
+                for i, p in zip(batch, policy.predict_batch(obs, traces=traces, diffusion_steps=T)):
+                    err.append(np.abs(p.actions[:, :3] - ds.actions[i:i + H, :3]).mean())
+            rows.append({"motion": "policy given the recorded trace" + ("" if T is None else f", T = {T}"),
+                         "against": f"demonstrated actions, {kind}", "frames": len(err),
+                         "mean_action_error": float(np.mean(err))})
+    return rows
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import pytest
 import reasonact
 from reasonact.data import load_dataset
 from reasonact.evaluation.videos import EXECUTED_PATH_COLOR
-from reasonact.steering import PathTracker, closest_on_path, distance_to_path, point_along, remaining_path
+from reasonact.steering import PathTracker, closest_on_path, cut_to_span, distance_to_path, point_along, remaining_path
 from reasonact.viz.draw import GIVEN_TRACE_COLOR
 
 
@@ -54,6 +54,70 @@ def test_distance_to_path_is_point_to_segment():
     world = np.array([[0.0, 0.6, 0.2], [0.0, 0.6, 0.05], [0.1, 0.6, 0.05]])
     np.testing.assert_allclose(distance_to_path(np.array([[0.02, 0.6, 0.1], [0.05, 0.63, 0.09]]), world),
                                [0.02, 0.05], atol=1e-12)
+
+
+def test_a_trace_is_cut_to_its_span_in_metres_and_resampled_evenly_in_metres():
+    K = np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]])
+
+    def seen(cam):  # camera-frame points (metres) -> pixels and depth
+        uvw = cam @ K.T
+        return np.concatenate([uvw[:, :2] / uvw[:, 2:], cam[:, 2:]], 1)
+
+    def metres(trace):
+        return np.linalg.solve(K, np.stack([trace[:, 0] * trace[:, 2], trace[:, 1] * trace[:, 2], trace[:, 2]])).T
+
+    # 30 cm across, then 30 cm away from the camera (where a pixel spans more and more)
+    path = np.array([[0.0, 0.0, 0.8], [0.3, 0.0, 0.8], [0.3, 0.0, 1.1]])
+    cut = cut_to_span(seen(path), 0.4, 5, K)
+    np.testing.assert_allclose(metres(cut), [[0, 0, 0.8], [0.1, 0, 0.8], [0.2, 0, 0.8], [0.3, 0, 0.8], [0.3, 0, 0.9]],
+                               atol=1e-6)
+    short = cut_to_span(seen(path), 2.0, 3, K)  # shorter than the span: all of it
+    np.testing.assert_allclose(metres(short), [[0, 0, 0.8], [0.3, 0, 0.8], [0.3, 0, 1.1]], atol=1e-6)
+    # pixels alone are measured at the depth given (the gripper's): on the first leg they are exact
+    flat = cut_to_span(seen(path)[:, :2], 0.2, 5, K, depth=0.8)
+    assert flat.shape == (5, 2)
+    np.testing.assert_allclose(flat, cut_to_span(seen(path), 0.2, 5, K)[:, :2], atol=1e-4)
+    with pytest.raises(ValueError, match="needs a depth"):
+        cut_to_span(seen(path)[:, :2], 0.2, 5, K)
+
+
+def test_a_trace_span_run_trains_on_the_next_metres_and_cuts_a_given_path_to_them(fake_data, tmp_path):
+    from reasonact.envs import depth_of, project
+    from reasonact.training.config import train_config
+
+    span = 0.05
+    ds = load_dataset(fake_data, trace_span=span)
+    rows = range(0, len(ds), 3)
+    for i in rows:
+        future = ds.ee_pos[i:ds.episode_end[i]]
+        world = ds._trace_points_world(np.array([i]))[0]
+        legs = np.linalg.norm(np.diff(world, axis=0), axis=1)
+        left = np.linalg.norm(np.diff(future, axis=0), axis=1).sum()
+        np.testing.assert_allclose(legs, min(span, left) / 4, atol=1e-4)  # evenly along at most the span
+        np.testing.assert_allclose(world[0], future[0], atol=1e-6)
+        if left <= span:
+            np.testing.assert_allclose(world[-1], future[-1], atol=1e-6)
+        np.testing.assert_allclose(ds.traces[i], project(world, ds.intrinsics[i], ds.extrinsics[i]), atol=1e-3)
+    with pytest.raises(ValueError, match="--trace-span"):
+        train_config(reasoning="trace", trace_span=0)
+    run = reasonact.train(fake_data, tmp_path / "span", config="debug", steps=2, reasoning="trace", trace_depth=True,
+                          trace_relative=True, trace_span=span, steer_prob=0.5, progress=False)
+    policy = reasonact.load_policy(run)
+    assert policy.tok.trace.span == span
+    # a path given in full (the rest of the episode) is read as the training trace of that frame
+    i = max(rows, key=lambda j: np.linalg.norm(np.diff(ds.ee_pos[j:ds.episode_end[j]], axis=0), axis=1).sum())
+    obs, future = ds[i], ds.ee_pos[i:ds.episode_end[i]]
+    given = np.concatenate([project(future, obs["camera_intrinsics"], obs["camera_extrinsics"]),
+                            depth_of(future, obs["camera_extrinsics"])[:, None]], 1)
+    want = policy.tok.trace.encode(np.concatenate([ds.traces[i], ds.trace_depths[i][:, None]], 1))
+    assert np.abs(policy.transform.trace_tokens(given, obs) - want).max() <= 1
+    assert policy.predict(obs, trace=given).trace_given
+    assert policy.info.trace_span == span
+    # without the camera (a served request) the trace is taken as already cut: resampled along it as given
+    blind = {k: v for k, v in obs.items() if k != "camera_intrinsics"}
+    np.testing.assert_array_equal(policy.transform.trace_tokens(given, blind),
+                                  policy.tok.trace.encode(policy.tok.trace.resample(given)))
+    assert policy.predict(blind, trace=given).trace_given
 
 
 def test_steered_prediction_returns_the_given_trace_and_a_chunk(fake_data, tmp_path):

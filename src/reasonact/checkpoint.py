@@ -107,7 +107,7 @@ class RunSpec:
                           reasoning=s.reasoning, blocks=s.blocks, horizon=s.horizon, action_dim=s.action_dim,
                           state_dim=s.state_dim, tasks=d.tasks, env=d.env, camera=d.camera, state_mode=d.state_mode,
                           steer_trained=self.steer_trained, trace_points=s.trace_points, trace_depth=s.trace_depth,
-                          training_seeds={t: list(v) for t, v in d.seeds.items()})
+                          trace_span=self.train.trace_span, training_seeds={t: list(v) for t, v in d.seeds.items()})
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self.data, f.name) for f in fields(DataSettings)}

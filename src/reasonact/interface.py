@@ -58,6 +58,7 @@ class PolicyInfo:
     steer_trained: bool = False  # trained with given traces (--steer-prob): steered calls hide the task state
     trace_points: int = 5
     trace_depth: bool = False  # each trace point carries its depth (a given trace may be (M, 3): pixels, metres)
+    trace_span: float | None = None  # metres of the path ahead a trace covers (None: to the episode's end)
     training_seeds: dict = field(default_factory=dict)  # task -> layouts used for training: never evaluate on them
     default_diffusion_steps: int = DEFAULT_DIFFUSION_STEPS
 

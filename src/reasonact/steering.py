@@ -76,6 +76,42 @@ class PathTracker:
         return np.concatenate([closest[k: k + 1], rest[k + 1:]]).astype(np.float32)
 
 
+def cut_to_span(trace: np.ndarray, span: float, points: int, intrinsics: np.ndarray,
+                depth: float | None = None) -> np.ndarray:
+    """A given trace, (M, 2) pixels or (M, 3) pixels and depth in metres -> its first ``span`` metres as
+    ``points`` points evenly spaced in metres along it, in the same form: what a policy trained on traces
+    of that span reads (:func:`reasonact.data.dataset.path_ahead` draws its training traces). Measured in the
+    camera's frame, from ``intrinsics`` and each point's depth; a trace of pixels alone is taken to lie at
+    ``depth`` (the gripper's), as a path drawn near the hand does."""
+    from .tokenizers.trace import resample_trace
+
+    tr = np.asarray(trace, np.float64)
+    if tr.shape[1] > 2:
+        d = tr[:, 2]
+    elif depth is not None:
+        d = np.full(len(tr), float(depth))
+    else:
+        raise ValueError("a trace of pixels alone needs a depth to be measured in metres")
+    K = np.asarray(intrinsics, np.float64)
+    cam = np.linalg.solve(K, np.stack([tr[:, 0] * d, tr[:, 1] * d, d])).T  # (M, 3) metres, camera frame
+    cam = resample_trace(truncate(cam, span), points).astype(np.float64)
+    uvw = cam @ K.T
+    out = np.concatenate([uvw[:, :2] / uvw[:, 2:3], cam[:, 2:3]], 1)
+    return out[:, : tr.shape[1]].astype(np.float32)
+
+
+def truncate(path: np.ndarray, length: float) -> np.ndarray:
+    """The first ``length`` of a polyline (M, D), its end interpolated on the last segment kept."""
+    path = np.asarray(path, np.float64)
+    legs = np.linalg.norm(np.diff(path, axis=0), axis=1)
+    along = np.r_[0.0, np.cumsum(legs)]
+    if along[-1] <= length:
+        return path
+    k = int(np.searchsorted(along, length))  # along[k - 1] < length <= along[k]
+    f = (length - along[k - 1]) / max(legs[k - 1], 1e-12)
+    return np.vstack([path[:k], path[k - 1] + f * (path[k] - path[k - 1])])
+
+
 def point_along(path: np.ndarray, distance: float) -> np.ndarray:
     """The point ``distance`` along a polyline (M, D) from its start, or its end if it is shorter."""
     path = np.asarray(path, np.float64)

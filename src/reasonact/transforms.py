@@ -110,15 +110,25 @@ class ObservationTransform:
             raise ValueError(f"expected a state of {d} numbers, got shape {np.asarray(obs['state']).shape}")
         return state
 
-    def trace_tokens(self, trace: np.ndarray) -> np.ndarray:
+    def trace_tokens(self, trace: np.ndarray, obs: dict | None = None) -> np.ndarray:
         """A given trace (M, 2) pixels, or (M, 3) pixels and depth in metres, resampled to the policy's N points
         -> its coordinate bins (a depth column is ignored by a policy whose trace has no depth); depth not
-        given -> UNKNOWN (negative), which the policy writes itself."""
-        tr = self.tok.trace
+        given -> UNKNOWN (negative), which the policy writes itself. A policy trained on traces of a span
+        (``info.trace_span``) first cuts the given one to it, measured with the observation's camera; an
+        observation without the camera matrices (a served request) is taken to carry a trace already cut."""
+        from .envs.camera import depth_of
+        from .steering import cut_to_span
+
+        tr, obs = self.tok.trace, obs or {}
         trace = np.asarray(trace, np.float32)
         if trace.ndim != 2 or trace.shape[1] not in (2, 3) or len(trace) == 0:
             raise ValueError(f"a trace must be (M, 2) pixels or (M, 3) pixels and depth in metres, got shape {trace.shape}")
-        return tr.encode(tr.resample(trace[:, : tr.dims]))
+        trace = trace[:, : tr.dims]
+        flat = trace.shape[1] == 2
+        if tr.span is not None and all(k in obs for k in ("camera_intrinsics", "camera_extrinsics", "ee_pos")):
+            depth = float(depth_of(obs["ee_pos"], obs["camera_extrinsics"])) if flat else None
+            return tr.encode(cut_to_span(trace, tr.span, tr.points, obs["camera_intrinsics"], depth))
+        return tr.encode(tr.resample(trace))
 
     def __call__(self, observations: Sequence[dict], instructions: Sequence[str] | None = None,
                  traces: Sequence[np.ndarray] | None = None, device: torch.device | str = "cpu") -> ModelInputs:
@@ -138,7 +148,7 @@ class ObservationTransform:
             if "trace" not in self.blocks:
                 raise ValueError(f"this policy was trained without a trace (reasoning {self.reasoning!r}); "
                                  "steering needs --reasoning trace or depth+trace")
-            toks = np.stack([self.trace_tokens(t) for t in traces])
+            toks = np.stack([self.trace_tokens(t, o) for t, o in zip(traces, observations)])
             given["trace"] = torch.from_numpy(np.where(toks >= 0, toks + self.tok.vocab.offset("coord"), toks)).to(device)
             if self.steer_trained:  # as in its steered samples: where to go comes from the trace
                 st = hide_task_state(st)

@@ -67,10 +67,22 @@ def trace_frame_indices(frame: np.ndarray, last: np.ndarray, n_points: int) -> n
     return np.round(frame[:, None] + (last - frame)[:, None] * frac[None]).astype(np.int64)
 
 
+def path_ahead(path: np.ndarray, n_points: int, span: float) -> np.ndarray:
+    """One episode's end-effector path (L, 3) -> (L, n_points, 3): for every frame, the next ``span`` metres
+    of the path (the rest, where less is left), as points evenly spaced along it. Time spent in place
+    (a grasp, a wait) takes no room: the points say where the hand goes, not when."""
+    path = np.asarray(path, np.float64)
+    along = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))]  # arc length at each frame
+    reach = np.minimum(along + span, along[-1])
+    s = along[:, None] + (reach - along)[:, None] * np.linspace(0.0, 1.0, n_points)[None]
+    return np.stack([np.interp(s, along, path[:, k]) for k in range(3)], -1)
+
+
 class ReasonactDataset:
     """A collected dataset. ``len(ds)`` frames; ``ds[i]`` is one step as a dict of numpy arrays."""
 
-    def __init__(self, root: str | Path, *, trace_points: int = 5, views: str | None = None):
+    def __init__(self, root: str | Path, *, trace_points: int = 5, trace_span: float | None = None,
+                 views: str | None = None):
         self.root = Path(root)
         self.info = read_info(self.root)
         if not self.info.get("complete", "env" not in self.info):  # a dataset LeRobot wrote has no such flag
@@ -84,6 +96,9 @@ class ReasonactDataset:
         self.trace_points = int(trace_points)
         if self.trace_points < 1:
             raise ValueError(f"trace_points must be >= 1, got {trace_points}")
+        if trace_span is not None and not trace_span > 0:
+            raise ValueError(f"trace_span must be a positive distance in metres, got {trace_span}")
+        self.trace_span = trace_span  # metres of the path ahead a trace covers (None: the rest of the episode)
 
         table = read_frames(self.root, self.episodes)
         n = table.num_rows
@@ -230,9 +245,18 @@ class ReasonactDataset:
         n = len(self)
         if n == 0:
             return np.zeros((0, self.trace_points, 3), np.float32)
-        frames = np.arange(n)
-        future = trace_frame_indices(frames, self.episode_end - 1, self.trace_points)  # (N, P)
-        return self._project(self.ee_pos[future], depth=True)
+        return self._project(self._trace_points_world(np.arange(n)), depth=True)
+
+    def _trace_points_world(self, frames: np.ndarray) -> np.ndarray:
+        """(B,) frames -> (B, P, 3) the end effector's future positions their traces are drawn through."""
+        if self.trace_span is None:
+            return self.ee_pos[trace_frame_indices(frames, self.episode_end[frames] - 1, self.trace_points)]
+        out = np.empty((len(frames), self.trace_points, 3), np.float32)
+        for start in np.unique(self.episode_start[frames]):  # episodes are contiguous runs of frames
+            mine = self.episode_start[frames] == start
+            ahead = path_ahead(self.ee_pos[start:self.episode_end[start]], self.trace_points, self.trace_span)
+            out[mine] = ahead[frames[mine] - start]
+        return out
 
     def _project(self, pts: np.ndarray, depth: bool = False) -> np.ndarray:
         """(N, P, 3) world points, one set per frame -> (N, P, 2) pixels of each frame's first view (``depth``:
@@ -253,17 +277,18 @@ class ReasonactDataset:
 
     def trace(self, i: int) -> np.ndarray:
         """Recompute one frame's trace with :func:`reasonact.envs.project` (for checking)."""
-        future = trace_frame_indices(np.array([i]), self.episode_end[[i]] - 1, self.trace_points)[0]
-        return project(self.ee_pos[future], self.intrinsics[i], self.extrinsics[i]).astype(np.float32)
+        future = self._trace_points_world(np.array([i]))[0]
+        return project(future, self.intrinsics[i], self.extrinsics[i]).astype(np.float32)
 
     def __repr__(self) -> str:
         return (f"ReasonactDataset({str(self.root)!r}, episodes={len(self.episodes)}, frames={len(self)}, "
                 f"tasks={self.task_names}, resolution={self.resolution}, views={self.views})")
 
 
-def load_dataset(path: str | Path, *, trace_points: int = 5, views: str | None = None) -> ReasonactDataset:
+def load_dataset(path: str | Path, *, trace_points: int = 5, trace_span: float | None = None,
+                 views: str | None = None) -> ReasonactDataset:
     """Open a dataset written by ``reasonact collect`` (``views="zoom"``: only those of its cameras, in that order)."""
-    return ReasonactDataset(path, trace_points=trace_points, views=views)
+    return ReasonactDataset(path, trace_points=trace_points, trace_span=trace_span, views=views)
 
 
 def _select_views(columns: dict, views: str, root: Path) -> dict:

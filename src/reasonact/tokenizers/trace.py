@@ -8,6 +8,11 @@ With ``depth`` (a range in metres), each trace point carries a third coordinate,
 camera's optical axis, on the same bins over that range: (x, y, d) per point, 3N tokens. The image leaves
 open how far along the camera's rays a path goes; the depth says it. A trace given without the depth
 (pixels only) leaves those tokens for the policy to write.
+
+With ``span`` (metres), a trace covers only the next ``span`` metres of the path, its points evenly spaced
+along that stretch, instead of the rest of the episode evenly in time: the first segments then show the
+next few centimetres of the path. A policy cuts a longer given path to its span itself
+(:func:`reasonact.steering.cut_to_span`).
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ class TraceTokenizer:
     bins: int = 256
     relative: bool = False  # traces: later points as offsets from the first (object points stay absolute)
     depth: tuple[float, float] | None = None  # traces: each point's depth in metres, over this range
+    span: float | None = None  # metres of the path ahead a trace covers (None: to the episode's end)
 
     def __post_init__(self):
         if self.depth is not None:
             self.depth = (float(self.depth[0]), float(self.depth[1]))
             if not self.depth[1] > self.depth[0]:
                 raise ValueError(f"the trace's depth range must run from near to far, got {self.depth}")
+        if self.span is not None and not self.span > 0:
+            raise ValueError(f"the trace's span must be a positive distance in metres, got {self.span}")
 
     @property
     def dims(self) -> int:
@@ -90,7 +98,7 @@ class TraceTokenizer:
     @classmethod
     def from_dict(cls, d: dict) -> "TraceTokenizer":
         return cls(d["width"], d["height"], d.get("points", 5), d.get("bins", 256), d.get("relative", False),
-                   None if d.get("depth") is None else tuple(d["depth"]))
+                   None if d.get("depth") is None else tuple(d["depth"]), d.get("span"))
 
 
 def _points(trace, dims: int) -> np.ndarray:

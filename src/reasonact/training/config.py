@@ -25,6 +25,8 @@ class TrainConfig:
                              "(rationale+depth+trace), or a '+'-joined set of think, depth, trace", "model")
     horizon: int = setting(8, "actions per chunk (H)", "model")
     trace_points: int = setting(5, "points in the visual trace, from now to the episode's end", "model")
+    trace_span: float | None = setting(None, "metres of the end effector's path ahead that the trace covers, its points "
+                                       "evenly spaced along it (default: to the episode's end, evenly in time)", "model")
     trace_relative: bool = setting(False, "write the trace's later points as offsets from its first (the gripper), so "
                                    "that which way the path goes is one pair of tokens", "model")
     trace_depth: bool = setting(False, "each trace point also carries its depth from the first camera, a third token, "
@@ -125,6 +127,8 @@ class TrainConfig:
                 bad(f"{flag} {does}, but reasoning {self.reasoning!r} {lacks}; {fix}")
         if not 0 <= self.depth_dropout <= 1:
             bad(f"--depth-dropout is a share of steered samples, from 0 to 1; got {self.depth_dropout}")
+        if self.trace_span is not None and not self.trace_span > 0:
+            bad(f"--trace-span is a distance in metres, e.g. 0.2; got {self.trace_span}")
         if self.depth_dropout > 0 and not (self.trace_depth and self.steer_prob > 0):
             bad("--depth-dropout gives steered samples their trace without its depth; it needs --trace-depth and "
                 "--steer-prob above 0")

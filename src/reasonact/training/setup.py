@@ -173,10 +173,11 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
     if cfg.init and not ckpt.has_tokenizers(run):
         ckpt.copy_tokenizers(cfg.init, run)
         tok = ckpt.load_tokenizers(run)
-        if tok.trace.relative != cfg.trace_relative or (tok.trace.depth is not None) != cfg.trace_depth:
-            # the --init run's trace tokenizer, written as asked
+        if (tok.trace.relative != cfg.trace_relative or (tok.trace.depth is not None) != cfg.trace_depth
+                or tok.trace.span != cfg.trace_span):  # the --init run's trace tokenizer, written as asked
             depth = (tok.trace.depth or ds.trace_depth_range()) if cfg.trace_depth else None
-            ckpt.save_tokenizers(run, replace(tok, trace=replace(tok.trace, relative=cfg.trace_relative, depth=depth)))
+            trace = replace(tok.trace, relative=cfg.trace_relative, depth=depth, span=cfg.trace_span)
+            ckpt.save_tokenizers(run, replace(tok, trace=trace))
     if ckpt.has_tokenizers(run):
         tok = ckpt.load_tokenizers(run)
     else:
@@ -187,7 +188,7 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
             pass
         text = TextTokenizer.train(texts, cfg.text_vocab)
         trace = TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points, relative=cfg.trace_relative,
-                               depth=ds.trace_depth_range() if cfg.trace_depth else None)
+                               depth=ds.trace_depth_range() if cfg.trace_depth else None, span=cfg.trace_span)
         tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), trace, text, Vocab.for_blocks(seq.blocks, text=text.vocab_size))
         ckpt.save_tokenizers(run, tok)
     if "points" in seq.blocks and "<points>" not in tok.vocab.late:
@@ -303,7 +304,7 @@ def build(data, out, cfg: TrainConfig, *, resume: bool, device: str | None, prog
     run = Path(out)
     rank, world, dev = _distributed(device)
     main = rank == 0
-    ds = load_dataset(data, trace_points=cfg.trace_points, views=cfg.views)
+    ds = load_dataset(data, trace_points=cfg.trace_points, trace_span=cfg.trace_span, views=cfg.views)
     if len(ds) == 0:
         raise DatasetError(f"dataset at {data} has no frames")
     spec = _spec(ds, cfg, data)
