@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     from reasonact.data import load_dataset
-    from reasonact.data.dataset import path_ahead, trace_frame_indices
+    from reasonact.data.dataset import paths_ahead, trace_frame_indices
 
     ds = load_dataset(a.data)
     H, P = a.horizon, a.points
@@ -73,11 +73,7 @@ def main() -> None:
         return ds.ee_pos[trace_frame_indices(frames, last, P)]
 
     def by_span(span):
-        out = np.empty((len(frames), P, 3))
-        for start in np.unique(ds.episode_start[frames]):
-            mine = ds.episode_start[frames] == start
-            out[mine] = path_ahead(ds.ee_pos[start:ds.episode_end[start]], P, span)[frames[mine] - start]
-        return out
+        return paths_ahead(ds.ee_pos, ds.episode_start, ds.episode_end, frames, P, span)
 
     variants = {"evenly in time to the episode's end (default)": by_time(ds.episode_end[frames] - 1)}
     variants[f"evenly in time, the next {a.steps_ahead} steps"] = by_time(np.minimum(ds.episode_end[frames] - 1,

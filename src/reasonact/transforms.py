@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from .checkpoint import RunSpec, StateNorm, Tokenizers
 from .envs.base import PROPRIO_DIMS
+from .envs.camera import depth_of
+from .steering import cut_to_span
 from .tokenizers import TextTokenizer, Vocab
 
 
@@ -116,9 +118,6 @@ class ObservationTransform:
         given -> UNKNOWN (negative), which the policy writes itself. A policy trained on traces of a span
         (``info.trace_span``) first cuts the given one to it, measured with the observation's camera; an
         observation without the camera matrices (a served request) is taken to carry a trace already cut."""
-        from .envs.camera import depth_of
-        from .steering import cut_to_span
-
         tr, obs = self.tok.trace, obs or {}
         trace = np.asarray(trace, np.float32)
         if trace.ndim != 2 or trace.shape[1] not in (2, 3) or len(trace) == 0:

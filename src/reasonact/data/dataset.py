@@ -78,6 +78,17 @@ def path_ahead(path: np.ndarray, n_points: int, span: float) -> np.ndarray:
     return np.stack([np.interp(s, along, path[:, k]) for k in range(3)], -1)
 
 
+def paths_ahead(ee_pos: np.ndarray, episode_start: np.ndarray, episode_end: np.ndarray, frames: np.ndarray,
+                n_points: int, span: float) -> np.ndarray:
+    """:func:`path_ahead` for any frames of a dataset: (B,) frame indices, with every frame's episode start
+    and end (N,) -> (B, n_points, 3). Episodes are contiguous runs of frames."""
+    out = np.empty((len(frames), n_points, 3), np.float32)
+    for start in np.unique(episode_start[frames]):
+        mine = episode_start[frames] == start
+        out[mine] = path_ahead(ee_pos[start:episode_end[start]], n_points, span)[frames[mine] - start]
+    return out
+
+
 class ReasonactDataset:
     """A collected dataset. ``len(ds)`` frames; ``ds[i]`` is one step as a dict of numpy arrays."""
 
@@ -251,12 +262,7 @@ class ReasonactDataset:
         """(B,) frames -> (B, P, 3) the end effector's future positions their traces are drawn through."""
         if self.trace_span is None:
             return self.ee_pos[trace_frame_indices(frames, self.episode_end[frames] - 1, self.trace_points)]
-        out = np.empty((len(frames), self.trace_points, 3), np.float32)
-        for start in np.unique(self.episode_start[frames]):  # episodes are contiguous runs of frames
-            mine = self.episode_start[frames] == start
-            ahead = path_ahead(self.ee_pos[start:self.episode_end[start]], self.trace_points, self.trace_span)
-            out[mine] = ahead[frames[mine] - start]
-        return out
+        return paths_ahead(self.ee_pos, self.episode_start, self.episode_end, frames, self.trace_points, self.trace_span)
 
     def _project(self, pts: np.ndarray, depth: bool = False) -> np.ndarray:
         """(N, P, 3) world points, one set per frame -> (N, P, 2) pixels of each frame's first view (``depth``:
