@@ -114,7 +114,7 @@ def main() -> None:
     from reasonact.envs import depth_of, project
     from reasonact.evaluation import Episode, held_out_seeds, rollout
     from reasonact.policy import load_policy
-    from reasonact.steering import PathTracker, closest_on_path, distance_to_path
+    from reasonact.steering import PathTracker, closest_on_path, distance_to_path, point_along
 
     policy = load_policy(a.checkpoint)
     if "trace" not in policy.blocks:
@@ -182,16 +182,21 @@ def main() -> None:
     def deviation(ep):
         """Mean and largest distance of the executed path from the given one, in pixels; the final gripper
         position's distance from the path's end (pixels); the mean distance in the world (cm), over the
-        episode and over its steps until the gripper first comes within 2 cm of the path's end (all of them
-        if it never does): what it did along the path, without what it did after; and the mean part of the
+        episode and over its steps until the gripper first comes within 2 cm of the path's end after coming
+        within 2 cm of its midpoint (all of them if it never does; a path that ends near its start is not
+        reached at once): what it did along the path, without what it did after; and the mean part of the
         world distance that lies along the first view's rays (cm), which a 2D trace cannot show."""
         px = own_path(ep)
         d = distance_to_path(px, ep.info["given"])
         end = float(np.linalg.norm(px[-1] - ep.info["given"][-1]))
         world, given = np.asarray(ep.ee_path), ep.info["given_world"]
         cm = 100 * distance_to_path(world, given)
-        arrived = np.nonzero(np.linalg.norm(world - given[-1], axis=1) < 0.02)[0]
-        upto = arrived[0] + 1 if len(arrived) else len(world)
+        upto = len(world)
+        half = point_along(given, np.linalg.norm(np.diff(given, axis=0), axis=1).sum() / 2)
+        midway = np.nonzero(np.linalg.norm(world - half, axis=1) < 0.02)[0]
+        if len(midway):
+            arrived = np.nonzero(np.linalg.norm(world[midway[0]:] - given[-1], axis=1) < 0.02)[0]
+            upto = midway[0] + arrived[0] + 1 if len(arrived) else upto
         E = np.asarray(ep.camera[1], np.float64)
         centre = -E[:3, :3].T @ E[:3, 3]  # the camera's position in the world
         near = closest_on_path(world, given)
