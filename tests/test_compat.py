@@ -11,7 +11,7 @@ import pytest
 
 import reasonact
 from reasonact.data import DatasetError, load_dataset
-from reasonact.serve.protocol import resize_with_pad
+from reasonact.serve.protocol import _image, resize_with_pad
 from reasonact.serve.server import BackgroundServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +38,14 @@ def test_resize_with_pad_maps_pixels_both_ways():
     ys, xs = np.nonzero(out[..., 0] > 128)
     np.testing.assert_allclose(frame.to_policy(np.array([150.0, 50.0])), [xs.mean() + 0.5, ys.mean() + 0.5], atol=0.6)
     np.testing.assert_allclose(frame.to_client(frame.to_policy(np.array([[3.0, 7.0]]))), [[3.0, 7.0]], atol=1e-4)
+    # a client whose images are mirrored from the policy's (openpi's LIBERO convention): the square is at (50, 50)
+    # in the client's image mirrored left to right, at (150, 50) in the one mirrored top to bottom
+    for axis, sent, seen in (("x", img[:, ::-1], [50.0, 50.0]), ("y", img[::-1], [150.0, 50.0])):
+        out, frame = _image(np.ascontiguousarray(sent), "rgb", 64, mirror=axis)
+        ys, xs = np.nonzero(out[..., 0] > 128)  # back where the policy's own view of it has the square
+        assert (ys.mean(), xs.mean()) == tuple(np.argwhere(resize_with_pad(img, 64)[0][..., 0] > 128).mean(0))
+        np.testing.assert_allclose(frame.to_policy(np.array(seen)), [xs.mean() + 0.5, ys.mean() + 0.5], atol=0.6)
+        np.testing.assert_allclose(frame.to_client(frame.to_policy(np.array([[3.0, 7.0]]))), [[3.0, 7.0]], atol=1e-4)
 
 
 @pytest.mark.sim
@@ -72,6 +80,68 @@ def test_openpi_client_and_action_chunk_broker_against_our_server(tiny_dataset, 
     broker = np.array(seen["broker_actions"])  # one action per call, a new chunk every H calls
     np.testing.assert_allclose(broker, local.actions[np.arange(2 * H + 1) % H], atol=1e-6)
     assert seen["broker_trace_whole"] and seen["healthz"] == [200, "ok"]
+
+
+def _libero_raw_observation(suite: str, task: int, init_state: int, size: int) -> dict:
+    """LIBERO's own environment as openpi's LIBERO example makes and starts it: robosuite's raw observation after
+    the k-th standard init state and 10 no-op steps."""
+    from reasonact.envs.libero import NOOP, _libero
+
+    lib = _libero()
+    from libero.libero.envs import OffScreenRenderEnv
+
+    bench = lib["suites"][suite]
+    t = bench.get_task(task)
+    env = OffScreenRenderEnv(bddl_file_name=str(lib["bddl_root"] / t.problem_folder / t.bddl_file),
+                             camera_heights=size, camera_widths=size)
+    try:
+        env.seed(7)
+        env.reset()
+        obs = env.set_init_state(bench.get_task_init_states(task)[init_state])
+        for _ in range(10):
+            obs, *_ = env.step(NOOP.tolist())
+        return {**obs, "prompt": t.language}
+    finally:
+        env.close()
+
+
+@pytest.mark.sim
+def test_openpi_libero_example_drives_a_served_libero_policy(compat_python, tmp_path):
+    from reasonact.envs import EVAL_SEED_BASE
+    from reasonact.envs.libero import LiberoEnv, suite_tasks
+    from reasonact.serve.protocol import parse_request
+
+    policy = reasonact.load_policy(ROOT / "checkpoints" / "libero-spatial")
+    env = LiberoEnv(suite_tasks("libero_spatial")[0], resolution=policy.info.resolution)
+    try:
+        ours = env.reset(EVAL_SEED_BASE)  # the first standard init state, settled: what the policy was trained on
+    finally:
+        env.close()
+    raw = _libero_raw_observation("libero_spatial", 0, 0, 256)
+    keys = ("agentview_image", "robot0_eye_in_hand_image", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
+    np.savez(tmp_path / "raw.npz", prompt=raw["prompt"], **{k: raw[k] for k in keys})
+    with BackgroundServer(policy) as url:
+        r = subprocess.run([str(compat_python), str(ROOT / "tests" / "compat" / "openpi_libero_check.py"), url,
+                            str(tmp_path / "raw.npz"), str(tmp_path / "sent.npz")], capture_output=True, text=True,
+                           timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sent = np.load(tmp_path / "sent.npz")
+    assert list(sent["acks"]) == ["episode_start", "episode_end"]
+    request = {"observation/image": sent["image"], "observation/wrist_image": sent["wrist_image"],
+               "observation/state": sent["state"], "prompt": str(sent["prompt"])}
+    kwargs, _ = parse_request(request, policy.info)
+    # openpi's 8 numbers become the policy's state: position, gripper opening, the grip site's rotation
+    np.testing.assert_allclose(kwargs["obs"]["state"], ours["state"], atol=1e-4)
+    # both views come back to the orientation the policy was trained on, not a mirror or a half-turn of it
+    wrist = policy.info.views[1]
+    for got, want in ((kwargs["obs"]["rgb"], ours["rgb"]), (kwargs["obs"]["images"][wrist], ours["images"][wrist])):
+        got, want = got.astype(np.float32), want.astype(np.float32)
+        error = np.abs(got - want).mean()
+        others = [np.abs(o - want).mean() for o in (got[:, ::-1], got[::-1], got[::-1, ::-1])]
+        assert error < 8 and error < 0.3 * min(others), (error, others)
+    actions = sent["actions"]
+    assert actions.shape == (policy.info.horizon, 7) and np.abs(actions).max() <= 1.0
+    np.testing.assert_allclose(actions, policy.predict(**kwargs).actions, atol=1e-6)
 
 
 def _compat(compat_python, *args: str) -> dict:

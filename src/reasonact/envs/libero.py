@@ -51,8 +51,39 @@ ROBOT = "panda"
 FPS = 20  # actions per second (robosuite's control frequency)
 
 
+# openpi's LIBERO example (examples/libero/main.py) sends robosuite's images turned 180 degrees and an 8-number
+# state: the end effector's position, the hand's orientation as an axis-angle, the two finger joints.
+OPENPI_STATE_DIM = 8
+# The grip site's axes (our state's rotation) in the frame of the hand body (robosuite's robot0_eef_quat).
+SITE_IN_HAND = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+# Views whose camera renders upside down in MuJoCo, which ours turn 180 degrees (ViewRenderer.flipped).
+UPSIDE_DOWN_VIEWS = ("robot0_eye_in_hand",)
+
+
 class LiberoNotInstalled(RuntimeError):
     pass
+
+
+def openpi_mirror(view: str) -> str:
+    """How a view's image as openpi's LIBERO example sends it differs from ours: mirrored left to right ("x") or
+    top to bottom ("y"). robosuite's images are MuJoCo's with the rows in OpenGL's bottom-up order; turned 180
+    degrees, that is MuJoCo's image mirrored left to right; ours is MuJoCo's image, itself turned 180 degrees for
+    a camera that renders upside down (the wrist camera), which leaves a top-to-bottom mirror instead."""
+    return "y" if view in UPSIDE_DOWN_VIEWS else "x"
+
+
+def state_from_openpi(state: np.ndarray) -> np.ndarray:
+    """openpi's LIBERO state (end-effector xyz, the hand's axis-angle, the two finger joints) -> ours
+    (``proprio``: xyz, the gripper's opening, the first two columns of the grip site's rotation)."""
+    state = np.asarray(state, np.float64).reshape(-1)
+    if state.shape != (OPENPI_STATE_DIM,):
+        raise ValueError(f"openpi's LIBERO state has {OPENPI_STATE_DIM} numbers, got {state.shape[0]}")
+    from .libero_expert import _axis_angle_matrix
+
+    angle = float(np.linalg.norm(state[3:6]))
+    hand = _axis_angle_matrix(state[3:6] / angle, angle) if angle > 1e-12 else np.eye(3)
+    site = hand @ SITE_IN_HAND
+    return np.concatenate([state[:3], [state[6] - state[7]], site[:, 0], site[:, 1]]).astype(np.float32)
 
 
 def home() -> Path:

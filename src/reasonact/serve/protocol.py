@@ -6,15 +6,20 @@ Two dialects of the same request are accepted: reasonact's own keys (``rgb``, ``
 the server to the policy's resolution, keeping their aspect ratio and padding with black as openpi does (by
 area averaging, where openpi resizes bilinearly); a
 given trace and the trace and points in the reply are in pixels of the image the client sent (a trace's
-depth, given or replied, in metres).
+depth, given or replied, in metres). An openpi-style request to a LIBERO policy with openpi's 8-number LIBERO
+state is read as openpi's LIBERO example sends it: the state converted to the policy's, each image mirrored
+back to the policy's orientation (:func:`reasonact.envs.libero.openpi_mirror`), traces mirrored with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..envs import libero
 
 # openpi's observation keys -> ours (LIBERO's layout in openpi's examples)
 OPENPI_KEYS = {"observation/image": "rgb", "observation/state": "state", "prompt": "instruction"}
@@ -34,18 +39,30 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class Frame:
-    """How the client's first image maps onto the policy's: policy pixel = client pixel * scale + offset."""
+    """How the client's first image maps onto the policy's: policy pixel = client pixel * scale + offset, the
+    client's pixel first mirrored across its image (``mirror`` "x" or "y", the image ``extent`` (W, H) wide)
+    where the client's images are mirrored from the policy's (openpi's LIBERO convention)."""
 
     scale: float = 1.0
     offset: tuple[float, float] = (0.0, 0.0)
+    mirror: str | None = None
+    extent: tuple[float, float] = (0.0, 0.0)
+
+    def _mirrored(self, px: np.ndarray) -> np.ndarray:
+        if self.mirror is not None:
+            k = "xy".index(self.mirror)
+            px[..., k] = self.extent[k] - px[..., k]
+        return px
 
     def to_policy(self, px: np.ndarray) -> np.ndarray:
-        return (np.asarray(px, np.float32) * self.scale + np.asarray(self.offset, np.float32)).astype(np.float32)
+        px = self._mirrored(np.array(px, np.float32))
+        return (px * self.scale + np.asarray(self.offset, np.float32)).astype(np.float32)
 
     def to_client(self, px: np.ndarray | None) -> np.ndarray | None:
         if px is None:
             return None
-        return ((np.asarray(px, np.float32) - np.asarray(self.offset, np.float32)) / self.scale).astype(np.float32)
+        px = (np.asarray(px, np.float32) - np.asarray(self.offset, np.float32)) / self.scale
+        return self._mirrored(px.astype(np.float32))
 
 
 def resize_with_pad(image: np.ndarray, size: int) -> tuple[np.ndarray, Frame]:
@@ -66,7 +83,7 @@ def resize_with_pad(image: np.ndarray, size: int) -> tuple[np.ndarray, Frame]:
     return out, Frame(scale=nw / w, offset=(float(left), float(top)))
 
 
-def _image(value: Any, name: str, size: int) -> tuple[np.ndarray, Frame]:
+def _image(value: Any, name: str, size: int, mirror: str | None = None) -> tuple[np.ndarray, Frame]:
     if not isinstance(value, np.ndarray):
         raise RequestError(f"field {name!r} must be a numpy array (H, W, 3) uint8")
     if value.dtype != np.uint8:
@@ -76,7 +93,10 @@ def _image(value: Any, name: str, size: int) -> tuple[np.ndarray, Frame]:
     if max(value.shape[:2]) > MAX_IMAGE_SIDE:
         raise RequestError(f"field {name!r} is {value.shape[1]}x{value.shape[0]} pixels; the server takes images "
                            f"of at most {MAX_IMAGE_SIDE} pixels a side (the policy reads {size}x{size})")
-    return resize_with_pad(value, size)
+    if mirror is None:
+        return resize_with_pad(value, size)
+    image, frame = resize_with_pad(np.ascontiguousarray(value[:, ::-1] if mirror == "x" else value[::-1]), size)
+    return image, dataclasses.replace(frame, mirror=mirror, extent=(float(value.shape[1]), float(value.shape[0])))
 
 
 def _openpi_to_ours(req: dict, views: tuple[str, ...]) -> dict:
@@ -107,7 +127,6 @@ def parse_request(req: Any, info) -> tuple[dict, Frame]:
                 raise RequestError(f"missing field {theirs!r} (an openpi-style request needs observation/image, "
                                    "observation/state and prompt)")
             raise RequestError(f"missing field {key!r} (a predict request needs rgb, state and instruction)")
-    rgb, frame = _image(req["rgb"], "rgb", info.resolution)
     state = req["state"]
     if not isinstance(state, (np.ndarray, list)):
         raise RequestError("field 'state' must be an array of numbers")
@@ -116,6 +135,14 @@ def parse_request(req: Any, info) -> tuple[dict, Frame]:
         raise RequestError(f"field 'state' must hold numbers, got dtype {state.dtype}")
     if not np.isfinite(state).all():
         raise RequestError("field 'state' holds NaN or infinity; send finite numbers")
+    openpi_libero = openpi and info.env == "libero" and state.size == libero.OPENPI_STATE_DIM
+    if openpi_libero:  # as openpi's LIBERO example sends it
+        state = libero.state_from_openpi(state)
+
+    def mirror(view: str) -> str | None:
+        return libero.openpi_mirror(view) if openpi_libero else None
+
+    rgb, frame = _image(req["rgb"], "rgb", info.resolution, mirror(info.views[0]))
     if not isinstance(req["instruction"], str) or not req["instruction"].strip():
         raise RequestError("field 'instruction' must be a non-empty string")
     if len(req["instruction"]) > MAX_INSTRUCTION_CHARS:
@@ -130,7 +157,7 @@ def parse_request(req: Any, info) -> tuple[dict, Frame]:
         if unknown:
             raise RequestError(f"field 'images' names view(s) {unknown} that the policy does not read; its other "
                                f"views are {list(info.views[1:]) or 'none'}")
-        out["obs"]["images"] = {k: _image(v, f"images/{k}", info.resolution)[0] for k, v in images.items()}
+        out["obs"]["images"] = {k: _image(v, f"images/{k}", info.resolution, mirror(k))[0] for k, v in images.items()}
     if "depth" in req and req["depth"] is not None:
         depth = req["depth"]
         if not isinstance(depth, np.ndarray) or depth.shape != req["rgb"].shape[:2]:

@@ -29,6 +29,7 @@ from .runner import Background, forbidden_origin, run_until_interrupted
 DEFAULT_PORT = 8765
 MAX_PAYLOAD = 8 * 2**20  # bytes; a 1024x1024 RGB image with depth fits
 REQUEST_TIMEOUT = 30.0  # seconds a prediction may take before its client gets an error
+CONTROL = "__ctrl__"  # openpi's client marks its episode_start / episode_end messages with this key
 
 
 class ClientGone(Exception):
@@ -85,7 +86,7 @@ class PolicyServer:
         if not isinstance(req, dict):
             raise RequestError(f"a request must be a map, got {type(req).__name__}")
         kind = req.get("type", "predict")
-        if kind == "health":
+        if kind == "health" or CONTROL in req:
             return req, {}, Frame()
         if kind != "predict":
             raise RequestError(f"unknown request type {kind!r}; use 'predict' or 'health'")
@@ -98,7 +99,9 @@ class PolicyServer:
             t0 = time.perf_counter()
             try:
                 req, kwargs, frame = self.handle_bytes(message)
-                if not kwargs:
+                if CONTROL in req:  # openpi's episode_start / episode_end: acknowledged as openpi's server does
+                    reply = {"__ack__": req[CONTROL] if req[CONTROL] in ("episode_start", "episode_end") else "ignored"}
+                elif not kwargs:
                     reply = self.health()
                 else:
                     t1 = time.perf_counter()
