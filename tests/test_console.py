@@ -114,3 +114,25 @@ def test_bad_messages_get_errors_and_the_session_carries_on(policy):
             assert state["type"] == "state" and state["step"] > 0 and state["drawn"] is None
         with pytest.raises(InvalidStatus):
             connect(ws_url, origin="http://evil.example")
+
+
+def test_a_depth_trace_policy_is_given_the_drawing_at_the_hands_height(tiny_dataset, tmp_path):
+    from reasonact.envs import depth_of, project
+    from reasonact.serve.console import ConsoleSession
+
+    run = reasonact.train(tiny_dataset, tmp_path / "depth-trace", config="debug", steps=2, batch_size=4,
+                          reasoning="trace", trace_depth=True, trace_relative=True, progress=False)
+    session = ConsoleSession(reasonact.load_policy(run), "reach-v3")
+    try:
+        hand = session.obs["ee_pos"]
+        K, E = session.obs["camera_intrinsics"], session.obs["camera_extrinsics"]
+        ahead = hand + np.array([[0.05, 0.0, 0.0], [0.05, 0.08, 0.0]])  # two legs at the hand's height
+        session.set_trace(project(ahead, K, E).tolist())
+        given = session.given
+        assert given.shape == (3, 3)  # the gripper's pixel, then the drawing, each with its depth
+        np.testing.assert_allclose(given[:, :2], np.r_[project(hand, K, E).reshape(1, 2), project(ahead, K, E)],
+                                   atol=1e-3)
+        np.testing.assert_allclose(given[:, 2], depth_of(np.r_[hand[None], ahead], E), atol=1e-4)
+        assert session.pred.trace_given and len(session.message()["given_trace"][0]) == 2  # the page draws pixels
+    finally:
+        session.close()

@@ -4,7 +4,7 @@ import pytest
 import reasonact
 from reasonact.data import load_dataset
 from reasonact.evaluation.videos import EXECUTED_PATH_COLOR
-from reasonact.steering import PathTracker, closest_on_path, cut_to_span, distance_to_path, point_along, remaining_path
+from reasonact.steering import PathTracker, at_height, closest_on_path, cut_to_span, distance_to_path, point_along, remaining_path
 from reasonact.viz.draw import GIVEN_TRACE_COLOR
 
 
@@ -79,6 +79,23 @@ def test_a_trace_is_cut_to_its_span_in_metres_and_resampled_evenly_in_metres():
     np.testing.assert_allclose(flat, cut_to_span(seen(path), 0.2, 5, K)[:, :2], atol=1e-4)
     with pytest.raises(ValueError, match="needs a depth"):
         cut_to_span(seen(path)[:, :2], 0.2, 5, K)
+
+
+def test_a_drawing_is_lifted_onto_the_plane_at_the_hands_height():
+    from reasonact.envs import depth_of, project
+
+    K = np.array([[80.0, 0, 32], [0, 80.0, 32], [0, 0, 1]])
+    # a camera 1 m up and 1 m back, looking 45 degrees down at the table (world z up; OpenCV axes: y down)
+    c, s = np.cos(np.pi / 4), np.sin(np.pi / 4)
+    R = np.array([[1.0, 0, 0], [0, -s, -c], [0, c, -s]])  # rows: the camera's x, y, z axes in the world
+    E = np.eye(4)
+    E[:3, :3], E[:3, 3] = R, -R @ np.array([0.0, -1.0, 1.0])
+    path = np.array([[0.0, 0.0, 0.3], [0.1, 0.05, 0.3], [-0.05, 0.2, 0.3]])  # at the hand's height, 30 cm
+    lifted = at_height(project(path, K, E), K, E, 0.3, fallback=1.0)
+    np.testing.assert_allclose(lifted[:, :2], project(path, K, E), atol=1e-4)  # the drawing's pixels, unchanged
+    np.testing.assert_allclose(lifted[:, 2], depth_of(path, E), atol=1e-5)  # each point's depth on that plane
+    above = at_height(np.array([[32.0, -200.0]]), K, E, 0.3, fallback=1.0)  # a ray that never comes down to it
+    assert above[0, 2] == 1.0
 
 
 def test_a_trace_span_run_trains_on_the_next_metres_and_cuts_a_given_path_to_them(fake_data, tmp_path):

@@ -100,6 +100,24 @@ def cut_to_span(trace: np.ndarray, span: float, points: int, intrinsics: np.ndar
     return out[:, : tr.shape[1]].astype(np.float32)
 
 
+def at_height(pixels: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray, height: float,
+              fallback: float) -> np.ndarray:
+    """A path drawn in the image (M, 2) pixels -> (M, 3) pixels and depth in metres, each point lifted onto the
+    horizontal plane ``height`` metres up in the world (where its camera ray meets the plane): a drawing read as
+    a path at the hand's height. A ray that meets the plane behind the camera or not at all gets the depth
+    ``fallback``."""
+    px = np.asarray(pixels, np.float64).reshape(-1, 2)
+    E = np.asarray(extrinsics, np.float64)
+    R, t = E[:3, :3], E[:3, 3]
+    rays = np.linalg.solve(np.asarray(intrinsics, np.float64), np.c_[px, np.ones(len(px))].T)  # camera frame, z = 1
+    up = R.T @ rays  # the same rays in the world; a point s along one is s metres deep
+    centre = -R.T @ t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = (height - centre[2]) / up[2]
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, fallback)
+    return np.c_[px, depth].astype(np.float32)
+
+
 def truncate(path: np.ndarray, length: float) -> np.ndarray:
     """The first ``length`` of a polyline (M, D), its end interpolated on the last segment kept."""
     path = np.asarray(path, np.float64)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..evaluation.rollout import EVAL_SEED_BASE, held_out_seeds
 from ..io import encode_png
-from ..steering import PathTracker
+from ..steering import PathTracker, at_height
 from .runner import Background, forbidden_origin, run_until_interrupted
 
 STATIC = Path(__file__).parent / "static"
@@ -77,11 +77,15 @@ class ConsoleSession:
     def given_trace(self) -> np.ndarray | None:
         if self.drawn is None:
             return None
-        from ..envs import project
+        from ..envs import depth_of, project
 
-        here = project(self.obs["ee_pos"], self.obs["camera_intrinsics"], self.obs["camera_extrinsics"])
+        K, E, hand = self.obs["camera_intrinsics"], self.obs["camera_extrinsics"], self.obs["ee_pos"]
+        here = project(hand, K, E)
         # from the gripper, as every training trace starts (a relative trace is read from its first point)
-        return np.concatenate([here.reshape(1, 2), self.tracker.ahead(here)]).astype(np.float32)
+        trace = np.concatenate([here.reshape(1, 2), self.tracker.ahead(here)]).astype(np.float32)
+        if self.policy.info.trace_depth:  # a policy that reads each point's depth: the drawing at the hand's height
+            trace = at_height(trace, K, E, float(hand[2]), float(depth_of(hand, E)))
+        return trace
 
     def predict(self) -> None:
         self.given = self.given_trace()
@@ -152,7 +156,7 @@ class ConsoleSession:
             "views": {v: png_data_url(img) for v, img in list(self.obs["images"].items())[1:]},
             "trace": None if p.trace is None else p.trace.tolist(),
             "points": None if p.points is None else p.points.tolist(),
-            "given_trace": None if given is None else given.tolist(),
+            "given_trace": None if given is None else given[:, :2].tolist(),
             "drawn": None if self.drawn is None else self.drawn.tolist(),
             "path": project(np.asarray(self.path), K, E).tolist(),
             "depth": depth,
