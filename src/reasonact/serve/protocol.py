@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from ..envs import libero
-
 # openpi's observation keys -> ours (LIBERO's layout in openpi's examples)
 OPENPI_KEYS = {"observation/image": "rgb", "observation/state": "state", "prompt": "instruction"}
 OPENPI_WRIST = "observation/wrist_image"
@@ -135,9 +133,13 @@ def parse_request(req: Any, info) -> tuple[dict, Frame]:
         raise RequestError(f"field 'state' must hold numbers, got dtype {state.dtype}")
     if not np.isfinite(state).all():
         raise RequestError("field 'state' holds NaN or infinity; send finite numbers")
-    openpi_libero = openpi and info.env == "libero" and state.size == libero.OPENPI_STATE_DIM
-    if openpi_libero:  # as openpi's LIBERO example sends it
-        state = libero.state_from_openpi(state)
+    openpi_libero = False
+    if openpi and info.env == "libero":
+        from ..envs import libero  # (only here: importing the adapter sets MUJOCO_GL for the process)
+
+        openpi_libero = state.size == libero.OPENPI_STATE_DIM
+        if openpi_libero:  # as openpi's LIBERO example sends it
+            state = libero.state_from_openpi(state)
 
     def mirror(view: str) -> str | None:
         return libero.openpi_mirror(view) if openpi_libero else None
