@@ -221,8 +221,11 @@ def main() -> None:
             row[f"{name}_success"] = float(np.mean([e.success for e in runs[name] if e.task == t]))
         rows.append(row)
     cols = [f"{n}_{m}" for n in runs for m in METRICS]
+    per_episode = [{"task": e.task, "seed": e.seed, **{f"{name}_cm": deviation(eps[i])[3] for name, eps in runs.items()},
+                    "steered_success": bool(e.success)} for i, e in enumerate(steered)]
     report(f"steering_{a.paths}", rows, ["task", "episodes", *cols, "steered_success", "own_success"],
-           extra={"checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
+           extra={"summary": within(rows, 0.015), "per_episode": per_episode,
+                  "checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
                   "from_gripper": a.from_gripper, "steered_execute": execute, "diffusion_steps": T,
                   "trace_depth": policy.info.trace_depth,
                   "depth_given": bool(with_depth),
@@ -236,6 +239,20 @@ def main() -> None:
                           "seeing only what the policy sees, the path ahead from the gripper as the trace's points. "
                           "Paths: " + PATHS[a.paths]},
            out=a.out)
+
+
+def within(rows: list[dict], metres: float) -> dict:
+    """How many tasks the steered policy follows to within ``metres`` on average, and how many the reference
+    controller seeing the same trace does (a path the arm cannot follow in a layout, pressing into the
+    scene, is out of the policy's reach too), with the policy's count among those."""
+    cm = 100 * metres
+    close = lambda r, name: r[f"{name}_mean_cm"] <= cm  # noqa: E731
+    reachable = [r for r in rows if close(r, "trace_follower")]
+    return {"within_cm": cm, "tasks": len(rows),
+            "steered_mean_cm": float(np.mean([r["steered_mean_cm"] for r in rows])),
+            "steered_within": sum(close(r, "steered") for r in rows),
+            "trace_follower_within": len(reachable),
+            "steered_within_where_trace_follower_is": sum(close(r, "steered") for r in reachable)}
 
 
 def write_steered_videos(steered, directory: Path, resolution: int) -> None:

@@ -171,7 +171,7 @@ def test_steered_samples_keep_only_proprioception():
 
 
 def test_path_expert_visits_its_waypoints_in_order():
-    from reasonact.envs.paths import WORKSPACE, PathExpert
+    from reasonact.envs.paths import WORKSPACE, PathExpert, height_range
 
     start = np.array([0.0, 0.6, 0.2])
     expert = PathExpert.random(7, start)
@@ -181,6 +181,12 @@ def test_path_expert_visits_its_waypoints_in_order():
     assert (legs >= 0.1).all()
     assert (w[:, 2] == start[2]).all()  # planar: a 2D trace and the height fix every waypoint
     assert np.ptp(PathExpert.random(7, start, planar=False).waypoints[:, 2]) > 0
+    # "full" heights reach down to the table and up past the default range, as the tasks' demonstrations do.
+    z = np.concatenate([PathExpert.random(s, start, **height_range("full")).waypoints[:, 2] for s in range(50)])
+    assert z.min() < WORKSPACE[0][2] and z.max() > WORKSPACE[1][2] and (z >= 0.02).all() and (z <= 0.35).all()
+    assert PathExpert.random(7, start, **height_range("hand")).waypoints.tolist() == w.tolist()
+    with pytest.raises(ValueError, match="hand, random or full"):
+        height_range("up")
     np.testing.assert_array_equal(PathExpert.random(7, start).waypoints, w)  # reproducible from the seed
     assert not np.allclose(PathExpert.for_episode("reach-v3", 7, start).waypoints[0],
                            PathExpert.for_episode("push-v3", 7, start).waypoints[0])

@@ -121,9 +121,10 @@ def _add_collect(sub) -> None:
     p.add_argument("--path-hold", type=int, default=0,
                    help="with --expert path: steps the hand stays at the path's end before the episode ends, so that "
                         "training sees what a finished path means (e.g. 20)")
-    p.add_argument("--path-heights", choices=["hand", "random"], default="hand",
+    p.add_argument("--path-heights", choices=["hand", "random", "full"], default="hand",
                    help="with --expert path: waypoints at the hand's starting height (a 2D trace then says where to go), "
-                        "or at random heights, moves down and up (for policies trained with --trace-depth)")
+                        "or at random heights, moves down and up (for policies trained with --trace-depth): 8-30 cm "
+                        "(random) or 2-35 cm, the heights the tasks' demonstrations span (full)")
 
     def run(a):
         from .data.collect import collect

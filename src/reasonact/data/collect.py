@@ -37,7 +37,7 @@ from .format import (
 )
 
 MAX_START_JITTER = 0.15  # metres: beyond it the hand starts outside some tasks' reach
-PATH_HEIGHTS = ("hand", "random")  # random-path waypoints: at the hand's starting height, or anywhere in height
+PATH_HEIGHTS = ("hand", "random", "full")  # random-path waypoints: see reasonact.envs.paths.height_range
 MAX_FAILURES_PER_TASK = 20  # an expert that fails this often on a task is reported and not retried forever...
 MIN_SUCCESS_RATE = 0.1  # ...unless this share of its tries succeeded (random paths into a door or a window frame fail)
 
@@ -99,15 +99,16 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
                        path_heights: str = "hand") -> dict:
     """Roll out one layout with the task's scripted expert (``expert="task"``) or along a random path
     (``"path"``, see :mod:`reasonact.envs.paths`, staying ``path_hold`` steps at its end; its waypoints at
-    the hand's starting height, ``path_heights="hand"``, or at random heights, ``"random"``); frames are
+    the hand's starting height, ``path_heights="hand"``, or at random heights, ``"random"``, or at random
+    heights from the table up, ``"full"``); frames are
     PNG-encoded here, in the worker."""
     env = _get_env(task, resolution, camera, state_mode)
     obs = env.reset(seed, start_jitter=start_jitter)
     path, steps = None, env.max_steps
     if expert == "path":
-        from ..envs.paths import PathExpert
+        from ..envs.paths import PathExpert, height_range
 
-        path = PathExpert.for_episode(task, seed, obs["ee_pos"], hold=path_hold, planar=path_heights == "hand")
+        path = PathExpert.for_episode(task, seed, obs["ee_pos"], hold=path_hold, **height_range(path_heights))
         steps = min(steps, path.step_budget(obs["ee_pos"]))
     cols: dict[str, list] = defaultdict(list)
     success = False

@@ -16,6 +16,19 @@ import numpy as np
 
 # Meta-World's reachable space over the table (world metres), a little inside the mocap limits.
 WORKSPACE = (np.array([-0.3, 0.4, 0.08]), np.array([0.3, 0.9, 0.3]))
+# The same, from just above the table to over the windows: the heights the tasks' own demonstrations span
+# (pushing a puck at 1-2 cm, pressing a button from 35 cm), where a path drawn from a demonstration goes.
+FULL_HEIGHTS = (np.array([-0.3, 0.4, 0.02]), np.array([0.3, 0.9, 0.35]))
+
+
+def height_range(kind: str) -> dict:
+    """:meth:`PathExpert.random`'s keywords for waypoints at the hand's starting height (``"hand"``), at
+    random heights inside :data:`WORKSPACE` (``"random"``), or at random heights over the range of the
+    tasks' demonstrations, table to windows (``"full"``)."""
+    if kind not in ("hand", "random", "full"):
+        raise ValueError(f"path heights must be hand, random or full, got {kind!r}")
+    low, high = FULL_HEIGHTS if kind == "full" else WORKSPACE
+    return {"planar": kind == "hand", "low": low, "high": high}
 
 
 class PathExpert:
