@@ -52,7 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
-METRICS = ("mean_px", "max_px", "end_px", "mean_cm", "upto_end_cm", "ray_cm")
+METRICS = ("mean_px", "max_px", "end_px", "mean_cm", "upto_end_cm", "ray_cm", "end_cm")
 
 
 class PathFollower:
@@ -202,7 +202,8 @@ def main() -> None:
         near = closest_on_path(world, given)
         ray = (near - centre) / np.linalg.norm(near - centre, axis=-1, keepdims=True)
         along = 100 * np.abs(((world - near) * ray).sum(-1))
-        return float(d.mean()), float(d.max()), end, float(cm.mean()), float(cm[:upto].mean()), float(along.mean())
+        return (float(d.mean()), float(d.max()), end, float(cm.mean()), float(cm[:upto].mean()), float(along.mean()),
+                float(100 * np.linalg.norm(world[-1] - given[-1])))
 
     rows = []
     key = lambda e: (e.task, e.seed)  # noqa: E731
@@ -221,8 +222,9 @@ def main() -> None:
             row[f"{name}_success"] = float(np.mean([e.success for e in runs[name] if e.task == t]))
         rows.append(row)
     cols = [f"{n}_{m}" for n in runs for m in METRICS]
-    per_episode = [{"task": e.task, "seed": e.seed, **{f"{name}_cm": deviation(eps[i])[3] for name, eps in runs.items()},
-                    "steered_success": bool(e.success)} for i, e in enumerate(steered)]
+    per_episode = [{"task": e.task, "seed": e.seed, "steps": len(e.ee_path), "steered_success": bool(e.success),
+                    **{f"{name}_{m}": v for name, eps in runs.items() for m, v in zip(METRICS, deviation(eps[i]))}}
+                   for i, e in enumerate(steered)]
     report(f"steering_{a.paths}", rows, ["task", "episodes", *cols, "steered_success", "own_success"],
            extra={"summary": within(rows, 0.015), "per_episode": per_episode,
                   "checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
@@ -231,9 +233,10 @@ def main() -> None:
                   "depth_given": bool(with_depth),
                   "note": "distances from the executed end-effector path to the given path: in image pixels "
                           "(projected) and in the world (cm, 3D); max_px is the per-episode maximum averaged over "
-                          "episodes; end_px is the final gripper position's distance to the path's end; upto_end_cm: the mean "
-                          "distance in the world over the steps until the gripper first came within 2 cm of the path's "
-                          "end (the whole episode if it never did); ray_cm: the mean part of the world distance along the "
+                          "episodes; end_px is the final gripper position's distance to the path's end (end_cm: the same "
+                          "in the world); upto_end_cm: the mean distance in the world over the steps until the gripper, "
+                          "having passed within 2 cm of the path's midpoint, first came within 2 cm of its end (the whole "
+                          "episode if it never did); ray_cm: the mean part of the world distance along the "
                           "first view's rays through the given path (what the image does not show); "
                           "follower: a controller tracking the given path in 3D; trace_follower: the same controller "
                           "seeing only what the policy sees, the path ahead from the gripper as the trace's points. "
