@@ -108,3 +108,35 @@ def test_a_shipped_checkpoint_loads_and_acts_in_its_simulator(run):
 
 def test_checkpoints_are_shipped():
     assert SHIPPED, "checkpoints/ holds no model"
+
+
+TRACE_RUN = Path(__file__).parent.parent / "checkpoints" / "mt10-trace"
+
+
+@pytest.mark.sim
+def test_the_shipped_trace_checkpoint_moves_the_hand_along_a_drawn_path():
+    """Given a 10 cm path from the hand in each of four directions (pixels and depth, as the console gives it),
+    the shipped steering model moves the hand along it, in the simulator: the same layout, four ways."""
+    from reasonact import load_policy
+    from reasonact.envs import depth_of, make_env, project
+
+    policy = load_policy(TRACE_RUN)
+    info = policy.info
+    assert info.trace_depth
+    env = make_env("reach-v3", resolution=info.resolution, camera=info.camera, state_mode=info.state_mode)
+    try:
+        for direction in ([1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]):
+            obs = env.reset(10**6)
+            start = obs["ee_pos"].copy()
+            end = start + 0.1 * np.array(direction)
+            for _ in range(4):  # replanning every 2 steps, the path ahead from where the hand is
+                K, E = obs["camera_intrinsics"], obs["camera_extrinsics"]
+                pts = np.stack([obs["ee_pos"], end])
+                trace = np.concatenate([project(pts, K, E), depth_of(pts, E)[:, None]], -1).astype(np.float32)
+                for a in policy.predict(obs, trace=trace, diffusion_steps=1).actions[:2]:
+                    obs, _, _ = env.step(a)
+            moved = obs["ee_pos"] - start
+            along = float(moved @ direction)
+            assert along > 0.03 and np.linalg.norm(moved - along * np.array(direction)) < 0.5 * along, (direction, moved)
+    finally:
+        env.close()
