@@ -17,7 +17,7 @@ import numpy as np
 # Meta-World's reachable space over the table (world metres), a little inside the mocap limits.
 WORKSPACE = (np.array([-0.3, 0.4, 0.08]), np.array([0.3, 0.9, 0.3]))
 # The same, from just above the table to over the windows: the heights the tasks' own demonstrations span
-# (pushing a puck at 1-2 cm, pressing a button from 35 cm), where a path drawn from a demonstration goes.
+# (a puck pushed a centimetre over the table, a button pressed from 35 cm), where a path drawn after a demonstration goes.
 FULL_HEIGHTS = (np.array([-0.3, 0.4, 0.02]), np.array([0.3, 0.9, 0.35]))
 
 
