@@ -210,21 +210,20 @@ def main() -> None:
     by = {name: {key(e): e for e in eps} for name, eps in (("own", free), ("follower", followed),
                                                              ("trace_follower", coarse))}
     runs = {"steered": steered, **{name: [d[key(e)] for e in steered] for name, d in by.items()}}
+    # each steered layout's distances, for the policy and for each reference run on the same layout
+    per_episode = [{"task": e.task, "seed": e.seed, "steps": len(e.ee_path), "steered_success": bool(e.success),
+                    **{f"{name}_{m}": v for name, eps in runs.items() for m, v in zip(METRICS, deviation(eps[i]))}}
+                   for i, e in enumerate(steered)]
     for t in tasks:
-        row = {"task": t, "episodes": sum(e.task == t for e in steered)}
-        if not row["episodes"]:
+        mine = [r for r in per_episode if r["task"] == t]
+        if not mine:
             continue
-        for name, eps in runs.items():
-            d = [deviation(e) for e in eps if e.task == t]
-            row |= {f"{name}_{m}": float(np.mean([x[i] for x in d]))
-                    for i, m in enumerate(METRICS)}
+        row = {"task": t, "episodes": len(mine)}
+        row |= {f"{name}_{m}": float(np.mean([r[f"{name}_{m}"] for r in mine])) for name in runs for m in METRICS}
         for name in ("steered", "own"):
             row[f"{name}_success"] = float(np.mean([e.success for e in runs[name] if e.task == t]))
         rows.append(row)
     cols = [f"{n}_{m}" for n in runs for m in METRICS]
-    per_episode = [{"task": e.task, "seed": e.seed, "steps": len(e.ee_path), "steered_success": bool(e.success),
-                    **{f"{name}_{m}": v for name, eps in runs.items() for m, v in zip(METRICS, deviation(eps[i]))}}
-                   for i, e in enumerate(steered)]
     report(f"steering_{a.paths}", rows, ["task", "episodes", *cols, "steered_success", "own_success"],
            extra={"summary": within(rows, 0.015), "per_episode": per_episode,
                   "checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,

@@ -92,6 +92,8 @@ SUITE_HELP = ("Meta-World: mt10, mt50 or a single task such as reach-v3; LIBERO 
 
 
 def _add_collect(sub) -> None:
+    from .envs.paths import PATH_HEIGHTS
+
     p = _parser(sub, "collect", "collect scripted-expert demonstrations from Meta-World or LIBERO into a dataset")
     p.add_argument("--out", required=True, help="dataset directory (re-run the same command to resume or extend it)")
     p.add_argument("--suite", default="mt10", help=SUITE_HELP)
@@ -121,7 +123,7 @@ def _add_collect(sub) -> None:
     p.add_argument("--path-hold", type=int, default=0,
                    help="with --expert path: steps the hand stays at the path's end before the episode ends, so that "
                         "training sees what a finished path means (e.g. 20)")
-    p.add_argument("--path-heights", choices=["hand", "random", "full"], default="hand",
+    p.add_argument("--path-heights", choices=PATH_HEIGHTS, default="hand",
                    help="with --expert path: waypoints at the hand's starting height (a 2D trace then says where to go), "
                         "or at random heights, moves down and up (for policies trained with --trace-depth): 8-30 cm "
                         "(random) or 2-35 cm, the heights the tasks' demonstrations span (full)")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..envs.paths import PATH_HEIGHTS, PathExpert, height_range
 from ..io import encode_png, quantize_depth, write_json_atomic
 from .format import (
     CODEBASE_VERSION,
@@ -37,7 +38,6 @@ from .format import (
 )
 
 MAX_START_JITTER = 0.15  # metres: beyond it the hand starts outside some tasks' reach
-PATH_HEIGHTS = ("hand", "random", "full")  # random-path waypoints: see reasonact.envs.paths.height_range
 MAX_FAILURES_PER_TASK = 20  # an expert that fails this often on a task is reported and not retried forever...
 MIN_SUCCESS_RATE = 0.1  # ...unless this share of its tries succeeded (random paths into a door or a window frame fail)
 
@@ -106,8 +106,6 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
     obs = env.reset(seed, start_jitter=start_jitter)
     path, steps = None, env.max_steps
     if expert == "path":
-        from ..envs.paths import PathExpert, height_range
-
         path = PathExpert.for_episode(task, seed, obs["ee_pos"], hold=path_hold, **height_range(path_heights))
         steps = min(steps, path.step_budget(obs["ee_pos"]))
     cols: dict[str, list] = defaultdict(list)

@@ -19,14 +19,15 @@ WORKSPACE = (np.array([-0.3, 0.4, 0.08]), np.array([0.3, 0.9, 0.3]))
 # The same, from just above the table to over the windows: the heights the tasks' own demonstrations span
 # (a puck pushed a centimetre over the table, a button pressed from 35 cm), where a path drawn after a demonstration goes.
 FULL_HEIGHTS = (np.array([-0.3, 0.4, 0.02]), np.array([0.3, 0.9, 0.35]))
+PATH_HEIGHTS = ("hand", "random", "full")  # what `collect --path-heights` takes: see height_range
 
 
 def height_range(kind: str) -> dict:
     """:meth:`PathExpert.random`'s keywords for waypoints at the hand's starting height (``"hand"``), at
     random heights inside :data:`WORKSPACE` (``"random"``), or at random heights over the range of the
     tasks' demonstrations, table to windows (``"full"``)."""
-    if kind not in ("hand", "random", "full"):
-        raise ValueError(f"path heights must be hand, random or full, got {kind!r}")
+    if kind not in PATH_HEIGHTS:
+        raise ValueError(f"path heights must be {', '.join(PATH_HEIGHTS[:-1])} or {PATH_HEIGHTS[-1]}, got {kind!r}")
     low, high = FULL_HEIGHTS if kind == "full" else WORKSPACE
     return {"planar": kind == "hand", "low": low, "high": high}
 
