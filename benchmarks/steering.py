@@ -11,12 +11,15 @@ from the executed 3D path to the given 3D path (of which the trace is the image)
 a controller that tracks the given path in 3D; its distance says how closely the path can be followed in
 this layout at all (the scene might block the arm).
 
-``--paths`` chooses the paths: ``demos`` (above), ``own`` (the scripted expert's path on the same layout:
-steered along it, the task should still succeed) or ``free`` (random waypoints at random heights, moves
-down and up included, from where the hand starts: a 2D trace does not say how far along the camera's rays
-to go, so the cm figure shows what the image plane leaves open).
+``--paths`` chooses the paths: ``demos`` (above; ``--donors heldout`` takes the demonstrations from the
+scripted expert on more held-out layouts instead of the training data, so that a policy trained on
+donor-path episodes, ``collect --expert donor``, is never given a path it was trained along), ``own`` (the
+scripted expert's path on the same layout: steered along it, the task should still succeed) or ``free``
+(random waypoints at random heights, moves down and up included, from where the hand starts: a 2D trace
+does not say how far along the camera's rays to go, so the cm figure shows what the image plane leaves open).
 
-    python benchmarks/steering.py --checkpoint RUN [--data DIR] [--paths demos|own|free|plane] [--tasks reach-v3,...]
+    python benchmarks/steering.py --checkpoint RUN [--data DIR | --donors heldout] [--paths demos|own|free|plane]
+        [--tasks reach-v3,...]
         [--episodes 10] [--video DIR] [--from-gripper] [--execute N] [--pixels-only]
 
 A policy whose trace carries depth (``train --trace-depth``) is given the path ahead of the gripper in the
@@ -86,7 +89,13 @@ class PathFollower:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--data", default=None, help="dataset with the donor demonstrations (default: the run's)")
+    ap.add_argument("--data", default=None, help="with --donors data: the dataset with the donor demonstrations "
+                                                 "(default: the run's)")
+    ap.add_argument("--donors", default="data", choices=("data", "heldout"),
+                    help="with --paths demos, whose demonstrations to give: the dataset's (layouts the policy was "
+                         "trained on), or the scripted expert's on --donor-layouts more held-out layouts per task, "
+                         "which no training episode followed")
+    ap.add_argument("--donor-layouts", type=int, default=8, help="with --donors heldout: donor layouts per task")
     ap.add_argument("--tasks", default=None, help="default: the run's tasks")
     ap.add_argument("--episodes", type=int, default=10, help="held-out layouts per task")
     ap.add_argument("--workers", type=int, default=None)
@@ -166,7 +175,7 @@ def main() -> None:
         raise SystemExit(f"--diffusion-steps must be 1 or more, got {T}")
     kw = dict(diffusion_steps=T, workers=a.workers)
     free = rollout(policy, episodes(), execute=policy.horizon, **kw).episodes
-    given = given_paths(a, policy, tasks, free, own_path)
+    given = given_paths(a, policy, tasks, free, own_path, used)
     with_depth = policy.info.trace_depth and not a.pixels_only
     steered = rollout(policy, episodes(given, world=with_depth, record=bool(a.video)), steer=steer,
                       execute=execute, **kw).episodes
@@ -227,6 +236,7 @@ def main() -> None:
     report(f"steering_{a.paths}", rows, ["task", "episodes", *cols, "steered_success", "own_success"],
            extra={"summary": within(rows, 0.015), "per_episode": per_episode,
                   "checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
+                  **({"donors": a.donors, "donor_layouts": a.donor_layouts} if a.paths == "demos" else {}),
                   "from_gripper": a.from_gripper, "steered_execute": execute, "diffusion_steps": T,
                   "trace_depth": policy.info.trace_depth,
                   "depth_given": bool(with_depth),
@@ -276,7 +286,7 @@ PATHS = {
 }
 
 
-def given_paths(a, policy, tasks, free, own_path) -> dict:
+def given_paths(a, policy, tasks, free, own_path, used) -> dict:
     """(task, seed) -> (image path in pixels, world path in metres) to steer each held-out layout along."""
     from reasonact.envs import project
     from reasonact.steering import distance_to_path
@@ -296,17 +306,25 @@ def given_paths(a, policy, tasks, free, own_path) -> dict:
         return out
     if a.paths == "own":
         return expert_paths(policy, [(e.task, e.seed) for e in free], a.workers)
-    from reasonact.data import load_dataset
-
-    ds = load_dataset(a.data or policy.spec.data.path)
     demos = {}
-    for i, ep in enumerate(ds.episodes):
-        if ep["task"] in tasks and ep["expert"] == "task":
-            frames = np.array(ds.episode_frames(i))
-            world = ds.ee_pos[frames]
-            demos.setdefault(ep["task"], []).append(
-                (project(world, ds.intrinsics[frames[0]], ds.extrinsics[frames[0]]).astype(np.float32),
-                 world.astype(np.float32)))
+    if a.donors == "heldout":  # the held-out layouts after the evaluated ones
+        from reasonact.evaluation import held_out_seeds
+
+        layouts = [(t, s) for t in tasks
+                   for s in held_out_seeds(a.episodes + a.donor_layouts, used.get(t, set()))[a.episodes:]]
+        for (t, _), path in expert_paths(policy, layouts, a.workers).items():
+            demos.setdefault(t, []).append(path)
+    else:
+        from reasonact.data import load_dataset
+
+        ds = load_dataset(a.data or policy.spec.data.path)
+        for i, ep in enumerate(ds.episodes):
+            if ep["task"] in tasks and ep["expert"] == "task":
+                frames = np.array(ds.episode_frames(i))
+                world = ds.ee_pos[frames]
+                demos.setdefault(ep["task"], []).append(
+                    (project(world, ds.intrinsics[frames[0]], ds.extrinsics[frames[0]]).astype(np.float32),
+                     world.astype(np.float32)))
     return {(e.task, e.seed): max(demos[e.task], key=lambda d, p=own_path(e): distance_to_path(p, d[0]).mean())
             for e in free}
 

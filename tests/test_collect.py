@@ -230,7 +230,27 @@ def test_a_task_the_expert_keeps_failing_is_given_up_and_not_retried(tmp_path, m
     expert = PathExpert.for_episode("reach-v3", ds.episodes[1]["seed"], ee[0], planar=False)
     assert np.ptp(expert.waypoints[:, 2]) > 0.05 and np.ptp(ee[:, 2]) > 0.05
     assert np.linalg.norm(ee[-1] - expert.waypoints[-1]) < expert.tolerance + 0.012
-    for bad, match in ((dict(expert="path", path_hold=-1), "non-negative"), (dict(path_hold=5), "random-path"),
+    # --expert donor: the hand follows, in this layout, the scripted expert's path on another layout.
+    donor = collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, expert="donor",
+                    progress=False)
+    assert donor.new_episodes == 1 and "donor-path" in str(donor)
+    ds = load_dataset(out)
+    (i,) = [i for i, e in enumerate(ds.episodes) if e["expert"] == "donor"]
+    frames = ds.episode_frames(i)
+    assert ds.path_frames[frames].all()  # trained with the trace given, as random paths are
+    from reasonact.envs import make_env
+    from reasonact.envs.paths import donor_seed
+    from reasonact.steering import distance_to_path
+
+    env = make_env("reach-v3", resolution=32)
+    given, _, ok = env.expert_path(donor_seed(ds.episodes[i]["seed"]))
+    env.close()
+    ee = ds.ee_pos[frames]
+    ours = load_dataset(out).ee_pos[ds.episode_frames(0)]  # this task's expert on the first layout
+    assert ok and np.linalg.norm(ee[-1] - given[-1]) < 0.03  # it ends where the other layout's goal was...
+    assert distance_to_path(ee, given).mean() < 0.01  # ...along that layout's path
+    assert distance_to_path(ee, ours).mean() > 0.03  # which is not this layout's own
+    for bad, match in ((dict(expert="path", path_hold=-1), "non-negative"), (dict(path_hold=5), "path episodes"),
                        (dict(expert="path", path_heights="up"), "hand, random"), (dict(path_heights="random"), "random-path")):
         with pytest.raises(ValueError, match=match):
             collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, progress=False, **bad)
@@ -306,7 +326,7 @@ def test_random_path_episodes_extend_a_dataset_and_visit_their_waypoints(tiny_da
 
     ds = load_dataset(root)
     info = json.loads((root / "meta" / "info.json").read_text())
-    assert info["experts"] == {"task": 4, "path": 2}
+    assert info["experts"] == {"task": 4, "path": 2, "donor": 0}
     paths = [e for e in ds.episodes if e["expert"] == "path"]
     demos = [e for e in ds.episodes if e["expert"] == "task" and e["task"] == "reach-v3"]
     assert {e["seed"] for e in paths}.isdisjoint(e["seed"] for e in demos)  # a layout is used once

@@ -220,6 +220,41 @@ def test_path_expert_visits_its_waypoints_in_order():
         assert blocked.stuck == (k == blocked.patience)
 
 
+def test_a_recorded_path_is_followed_through_waypoints_with_its_gripper_commands():
+    from reasonact.envs.paths import DONOR_SPACING, PathExpert
+    from reasonact.steering import distance_to_path
+
+    # a demonstration: 20 cm across at 5 mm a step, 10 cm down (closing the gripper there), 10 cm up
+    across = np.c_[np.linspace(-0.1, 0.1, 41), np.full(41, 0.6), np.full(41, 0.2)]
+    down = np.c_[np.full(20, 0.1), np.full(20, 0.6), np.linspace(0.195, 0.1, 20)]
+    up = np.c_[np.full(20, 0.1), np.full(20, 0.6), np.linspace(0.105, 0.2, 20)]
+    path = np.vstack([across, down, up])
+    grippers = np.r_[np.full(61, -1.0), np.full(20, 1.0)]
+    expert = PathExpert.along(path, grippers)
+    w = expert.waypoints
+    gaps = np.linalg.norm(np.diff(w, axis=0), axis=1)
+    assert gaps.max() <= DONOR_SPACING + 0.005 + 1e-9  # a recorded point at or after every 2.5 cm (5 mm apart here)
+    assert np.allclose(w[-1], path[-1]) and len(w) == 16  # 40 cm of path
+    assert distance_to_path(w, path).max() < 1e-9  # every waypoint lies on the path
+    np.testing.assert_array_equal(expert.grippers, [-1.0] * 12 + [1.0] * 4)  # closed from the bottom on
+    ee, visited, commands = path[0].copy(), [], []
+    for _ in range(300):
+        a = expert.action(ee)
+        commands.append(a[3])
+        ee = ee + 0.01 * a[:3]
+        visited.append(ee)
+        if expert.update(ee):
+            break
+    # corners cut by at most about half the 2 cm within which a waypoint counts as reached
+    assert expert.finished and distance_to_path(np.array(visited), path).max() < 0.015
+    bottom = int(np.argmin(np.array(visited)[:, 2]))
+    assert commands[0] == -1 and commands[-1] == 1 and commands[bottom - 5] == -1  # closed near the bottom
+    with pytest.raises(ValueError, match="one gripper command per point"):
+        PathExpert.along(path, grippers[:-1])
+    with pytest.raises(ValueError, match="one value or one per waypoint"):
+        PathExpert(w, gripper=[1.0, -1.0])
+
+
 def test_random_path_frames_are_always_trained_steered(fake_data):
     from reasonact.checkpoint import StateNorm, Tokenizers
     from reasonact.data.pipeline import BatchSource

@@ -92,7 +92,7 @@ SUITE_HELP = ("Meta-World: mt10, mt50 or a single task such as reach-v3; LIBERO 
 
 
 def _add_collect(sub) -> None:
-    from .envs.paths import PATH_HEIGHTS
+    from .envs.paths import EXPERTS, PATH_HEIGHTS
 
     p = _parser(sub, "collect", "collect scripted-expert demonstrations from Meta-World or LIBERO into a dataset")
     p.add_argument("--out", required=True, help="dataset directory (re-run the same command to resume or extend it)")
@@ -114,14 +114,15 @@ def _add_collect(sub) -> None:
                         "39-d state); LIBERO: proprio (end effector position and rotation, gripper)")
     p.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     p.add_argument("--seed", type=int, default=0, help="first layout seed; each task tries seeds upwards from it")
-    p.add_argument("--expert", choices=["task", "path"], default="task",
-                   help="task: the task's scripted expert; path: random paths through the task's scene, trained "
+    p.add_argument("--expert", choices=EXPERTS, default="task",
+                   help="task: the task's scripted expert; path: random paths through the task's scene; donor: the "
+                        "expert's path on another layout, followed in this one. Path and donor episodes are trained "
                         "only with the trace given (--steer-prob) to teach steering")
     p.add_argument("--start-jitter", type=float, default=0.0,
                    help="start each episode's hand up to this many metres (per axis) from the task's home position, "
                         "so that the hand's position does not give away where the object is (e.g. 0.1)")
     p.add_argument("--path-hold", type=int, default=0,
-                   help="with --expert path: steps the hand stays at the path's end before the episode ends, so that "
+                   help="with --expert path or donor: steps the hand stays at the path's end before the episode ends, so that "
                         "training sees what a finished path means (e.g. 20)")
     p.add_argument("--path-heights", choices=PATH_HEIGHTS, default="hand",
                    help="with --expert path: waypoints at the hand's starting height (a 2D trace then says where to go), "

@@ -1,7 +1,8 @@
 """``reasonact collect``: scripted-expert demonstrations from Meta-World or LIBERO, written as a dataset.
 
 ``--expert path`` adds random-path episodes instead (the end effector visits random waypoints in each
-task's scene; see :mod:`reasonact.envs.paths`): trained with the trace given, they teach steering.
+task's scene; see :mod:`reasonact.envs.paths`), ``--expert donor`` donor-path episodes (it follows another
+layout's demonstration in this one): trained with the trace given, they teach steering.
 
 Resumable: every finished episode is its own atomically written file, and a re-run of the same command
 collects only what is missing. Episodes are independent jobs ``(task, seed)`` fanned out over worker
@@ -20,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..envs.paths import PATH_HEIGHTS, PathExpert, height_range
+from ..envs.paths import EXPERTS, PATH_HEIGHTS, PathExpert, donor_seed, height_range
 from ..io import encode_png, quantize_depth, write_json_atomic
 from .format import (
     CODEBASE_VERSION,
-    EXPERTS,
     LEGACY_VERSION,
     DatasetError,
     append_failure,
@@ -56,7 +56,7 @@ class CollectSummary:
 
     def __str__(self) -> str:
         fails = sum(self.failures.values())
-        kind = "random-path " if self.expert == "path" else ""
+        kind = {"path": "random-path ", "donor": "donor-path "}.get(self.expert, "")
         lines = [
             f"dataset {self.out}: {sum(self.episodes.values())} {kind}episodes, {self.frames} frames in all "
             f"({self.new_episodes} new in {self.seconds:.0f}s, {fails} expert failure(s) skipped)"
@@ -97,16 +97,24 @@ def _get_env(task: str, resolution: int, camera: str, state_mode: str):
 def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state_mode: str,
                        expert: str = "task", start_jitter: float = 0.0, path_hold: int = 0,
                        path_heights: str = "hand") -> dict:
-    """Roll out one layout with the task's scripted expert (``expert="task"``) or along a random path
-    (``"path"``, see :mod:`reasonact.envs.paths`, staying ``path_hold`` steps at its end; its waypoints at
-    the hand's starting height, ``path_heights="hand"``, or at random heights, ``"random"``, or at random
-    heights from the table up, ``"full"``); frames are
-    PNG-encoded here, in the worker."""
+    """Roll out one layout with the task's scripted expert (``expert="task"``), along a random path
+    (``"path"``, see :mod:`reasonact.envs.paths`; its waypoints at the hand's starting height,
+    ``path_heights="hand"``, or at random heights, ``"random"``, or at random heights from the table up,
+    ``"full"``) or along the expert's path on another layout (``"donor"``), staying ``path_hold`` steps at a
+    path's end; frames are PNG-encoded here, in the worker."""
     env = _get_env(task, resolution, camera, state_mode)
+    if expert == "donor":  # the other layout's demonstration first: it leaves the simulator on that layout
+        donor, grippers, ok = env.expert_path(donor_seed(seed), start_jitter=start_jitter)
+        if not ok:
+            return {"task": task, "seed": int(seed), "expert": expert, "success": False, "length": 0,
+                    "views": env.views}
     obs = env.reset(seed, start_jitter=start_jitter)
     path, steps = None, env.max_steps
     if expert == "path":
         path = PathExpert.for_episode(task, seed, obs["ee_pos"], hold=path_hold, **height_range(path_heights))
+    elif expert == "donor":
+        path = PathExpert.along(donor, grippers, hold=path_hold)
+    if path is not None:
         steps = min(steps, path.step_budget(obs["ee_pos"]))
     cols: dict[str, list] = defaultdict(list)
     success = False
@@ -169,8 +177,8 @@ def _simulator_settings(suite: str, tasks, resolution: int, camera: str | None, 
     camera, state_mode = camera or sim.DEFAULT_CAMERA, state_mode or sim.DEFAULT_STATE_MODE
     sim.validate_render_args(resolution, camera, state_mode)
     name = simulator_name(suite)
-    if name == "libero" and (expert == "path" or start_jitter):
-        raise ValueError("random-path episodes (--expert path) and --start-jitter are implemented for Meta-World only")
+    if name == "libero" and (expert != "task" or start_jitter):
+        raise ValueError(f"--expert {expert} and --start-jitter are implemented for Meta-World only")
     return name, task_list, ",".join(sim.parse_cameras(camera)), state_mode  # cameras: as the dataset records them
 
 
@@ -192,8 +200,8 @@ def _check_counts(expert: str, episodes_per_task, task_episodes: dict, task_list
         raise ValueError(f"start_jitter must be between 0 and {MAX_START_JITTER} metres, got {start_jitter!r}")
     if not isinstance(path_hold, int) or isinstance(path_hold, bool) or path_hold < 0:
         raise ValueError(f"path_hold must be a non-negative number of steps, got {path_hold!r}")
-    if path_hold and expert != "path":
-        raise ValueError("path_hold is for random-path episodes: pass it with expert='path' (--expert path)")
+    if path_hold and expert == "task":
+        raise ValueError("path_hold is for path episodes: pass it with expert='path' or 'donor' (--expert path)")
     if path_heights not in PATH_HEIGHTS:
         raise ValueError(f"path_heights must be one of {', '.join(PATH_HEIGHTS)}, got {path_heights!r}")
     if path_heights != "hand" and expert != "path":
@@ -220,7 +228,8 @@ def collect(
 ) -> CollectSummary:
     """Collect (or resume, or extend) a dataset of successful episodes: ``episodes_per_task`` of the
     given ``expert`` per task -- ``"task"``: the task's scripted expert; ``"path"``: random paths through
-    the task's scene (:mod:`reasonact.envs.paths`), which teach steering, the hand staying ``path_hold``
+    the task's scene (:mod:`reasonact.envs.paths`), which teach steering; ``"donor"``: the expert's path on
+    another layout, followed in this one (paths like those copied from a demonstration); the hand staying ``path_hold``
     steps at a path's end, the waypoints at the hand's starting height (``path_heights="hand"``) or at random
     heights (``"random"``: moves down and up, whose depth a 2D trace cannot show). ``start_jitter`` (metres)
     starts each episode's hand at a random offset from the task's home position, so that where the hand is

@@ -156,9 +156,9 @@ class ReasonactDataset:
         self.episode_row = rows
         self.episode_start = starts[rows] if n else rows
         self.episode_end = (starts + lengths)[rows] if n else rows
-        # Frames of random-path episodes (``collect --expert path``): where they go is known only from the
-        # trace, so they are trained with the trace given, never asked to predict it.
-        path_episode = np.array([e["expert"] == "path" for e in self.episodes], bool)
+        # Frames of random-path and donor-path episodes (``collect --expert path|donor``): where they go is
+        # known only from the trace, so they are trained with the trace given, never asked to predict it.
+        path_episode = np.array([e["expert"] != "task" for e in self.episodes], bool)
         self.path_frames = path_episode[rows] if n else np.zeros(0, bool)
         # Traces need where the hand is and the first view's camera; a dataset without them trains actions only.
         located = self.ee_pos is not None and self.intrinsics is not None

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..envs.paths import EXPERTS
 from ..io import DEPTH_SCALE, read_json, read_jsonl, write_json_atomic, write_parquet_atomic
 
 CODEBASE_VERSION = "v3.0"
@@ -33,7 +34,6 @@ DEPTH = pa.list_(pa.list_(pa.uint16()))  # (H, W) rows, DEPTH_SCALE metres per u
 # Settings that must match for two collections to share a directory.
 SETTING_KEYS = ("env", "suite", "resolution", "camera", "state_mode", "seed", "start_jitter")
 SETTING_DEFAULTS = {"start_jitter": 0.0}  # what a dataset written before the key existed was collected with
-EXPERTS = ("task", "path")  # the task's scripted expert; random paths through its scene (steering)
 
 
 def fps_of(root: Path) -> int:

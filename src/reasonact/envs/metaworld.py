@@ -174,6 +174,11 @@ class MetaWorldEnv:
     def step(self, action: np.ndarray) -> tuple[Observation, bool, bool]:
         if self._raw is None:
             raise RuntimeError("call reset(seed) before step()")
+        success, done = self._advance(action)
+        return self._observe(), success, done
+
+    def _advance(self, action: np.ndarray) -> tuple[bool, bool]:
+        """One simulator step, nothing rendered: (success, done)."""
         action = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
         if action.shape != (self.action_dim,):
             raise ValueError(f"expected an action of shape ({self.action_dim},), got {action.shape}")
@@ -183,8 +188,7 @@ class MetaWorldEnv:
         self._raw = raw
         self._t += 1
         success = bool(info["success"])
-        done = success or truncated or self._t >= self.max_steps
-        return self._observe(), success, done
+        return success, success or truncated or self._t >= self.max_steps
 
     def close(self) -> None:
         self._render.close()
@@ -200,6 +204,21 @@ class MetaWorldEnv:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return np.clip(self._expert.get_action(self._raw), -1.0, 1.0).astype(np.float32)
+
+    def expert_path(self, seed: int, *, start_jitter: float = 0.0) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The scripted expert's end-effector path on layout ``seed``, run without rendering: positions (T, 3)
+        in world metres, the gripper command at each (T,), and whether it succeeded. Leaves the environment
+        on that layout: reset it before the next episode."""
+        self.reset(seed, start_jitter=start_jitter)
+        ee, grip, success, done = [], [], False, False
+        while not done:
+            action = self.expert_action()
+            ee.append(np.array(self._env.tcp_center, np.float64))
+            grip.append(float(action[-1]))
+            success, done = self._advance(action)
+        ee.append(np.array(self._env.tcp_center, np.float64))
+        grip.append(grip[-1])
+        return np.array(ee), np.array(grip), success
 
     @property
     def elapsed_steps(self) -> int:

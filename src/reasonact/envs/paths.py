@@ -1,10 +1,16 @@
-"""Random-path demonstrations: the end effector visits random waypoints, whatever the task's scene shows.
+"""Random-path and donor-path demonstrations: the end effector visits random waypoints, or follows another
+layout's demonstration, whatever the task's scene shows.
 
 In a task's own demonstrations the trace (where the gripper will go) can be read from the scene, so a
 model trained on them has no reason to look at a trace it is given: steered, it ignores the trace and does
 the task. In a random-path episode nothing in the image or the state says where the gripper goes next;
 only the trace does. Trained with the trace given (``reasonact collect --expert path``, then
 ``reasonact train --steer-prob P``), these episodes teach a policy to follow a drawn path.
+
+Random waypoints never go where the tasks' own motions go: down to the table, into a handle, back from
+where an object was. A donor-path episode (``collect --expert donor``) follows, in this layout, the scripted
+expert's path on another layout (:func:`donor_seed`) with the gripper opening and closing as the expert's
+did: the paths a person copies from a demonstration, which the scene of this layout does not explain either.
 """
 
 from __future__ import annotations
@@ -19,7 +25,18 @@ WORKSPACE = (np.array([-0.3, 0.4, 0.08]), np.array([0.3, 0.9, 0.3]))
 # The same, from just above the table to over the windows: the heights the tasks' own demonstrations span
 # (a puck pushed a centimetre over the table, a button pressed from 35 cm), where a path drawn after a demonstration goes.
 FULL_HEIGHTS = (np.array([-0.3, 0.4, 0.02]), np.array([0.3, 0.9, 0.35]))
+# whose episodes a dataset holds: the task's scripted expert; random paths, or another layout's demonstration
+# followed through the task's scene (steering)
+EXPERTS = ("task", "path", "donor")
 PATH_HEIGHTS = ("hand", "random", "full")  # what `collect --path-heights` takes: see height_range
+DONOR_SPACING = 0.025  # metres between the waypoints taken from a donor path (its curves kept to a few mm)
+DONOR_GAIN = 25.0  # the controller's gain along a donor path: waypoints that close need a faster approach
+
+
+def donor_seed(seed: int) -> int:
+    """The layout whose scripted demonstration a donor-path episode on layout ``seed`` follows: the next one.
+    (Any other training layout would do; the steering benchmark's donors come from held-out layouts.)"""
+    return int(seed) + 1
 
 
 def height_range(kind: str) -> dict:
@@ -41,13 +58,17 @@ class PathExpert:
     (it ran into the scene: a door, a window frame)."""
 
     def __init__(self, waypoints: np.ndarray, *, gain: float = 10.0, tolerance: float = 0.02,
-                 gripper: float = -1.0, patience: int = 15, hold: int = 0):
+                 gripper: float | np.ndarray = -1.0, patience: int = 15, hold: int = 0):
         self.waypoints = np.asarray(waypoints, np.float64).reshape(-1, 3)
         if len(self.waypoints) == 0:
             raise ValueError("a path needs at least one waypoint")
+        g = np.asarray(gripper, np.float64).reshape(-1)  # one command for the path, or one per waypoint
+        if len(g) not in (1, len(self.waypoints)):
+            raise ValueError(f"gripper must be one value or one per waypoint ({len(self.waypoints)}), got {len(g)}")
+        self.grippers = np.broadcast_to(g, (len(self.waypoints),)).copy()  # held while approaching each waypoint
         if not isinstance(hold, int) or hold < 0:
             raise ValueError(f"hold must be a non-negative number of steps, got {hold!r}")
-        self.gain, self.tolerance, self.gripper, self.patience, self.hold = gain, tolerance, gripper, patience, hold
+        self.gain, self.tolerance, self.patience, self.hold = gain, tolerance, patience, hold
         self._held = 0  # steps spent at the last waypoint
         self.next = 0  # index of the waypoint being approached
         self._best, self._idle = np.inf, 0  # closest approach to it so far; steps without coming closer
@@ -79,6 +100,20 @@ class PathExpert:
     def for_episode(cls, task: str, seed: int, start: np.ndarray, **kw) -> PathExpert:
         """The random path of layout ``seed`` of ``task`` (what ``collect --expert path`` follows)."""
         return cls.random([int(seed), zlib.crc32(task.encode())], start, **kw)
+
+    @classmethod
+    def along(cls, path: np.ndarray, grippers: np.ndarray, *, spacing: float = DONOR_SPACING,
+              gain: float = DONOR_GAIN, **kw) -> PathExpert:
+        """Follow a recorded end-effector path (T, 3) with its gripper commands (T,): waypoints every
+        ``spacing`` metres along it (and its end), each with the command given where the path reached it."""
+        path = np.asarray(path, np.float64).reshape(-1, 3)
+        grippers = np.asarray(grippers, np.float64).reshape(-1)
+        if len(path) == 0 or len(grippers) != len(path):
+            raise ValueError(f"a recorded path needs one gripper command per point, got {len(path)} points "
+                             f"and {len(grippers)} commands")
+        along = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))]
+        keep = np.unique(np.r_[np.searchsorted(along, np.arange(spacing, along[-1], spacing)), len(path) - 1])
+        return cls(path[keep], gripper=grippers[keep], gain=gain, **kw)
 
     def step_budget(self, start: np.ndarray) -> int:
         """Steps after which an unfinished path counts as failed (the arm is stuck on something): twice
@@ -115,4 +150,5 @@ class PathExpert:
     def action(self, ee_pos: np.ndarray) -> np.ndarray:
         """The action toward the next waypoint from ``ee_pos`` (zero motion once the path is done)."""
         delta = np.zeros(3) if self.done else self.waypoints[self.next] - np.asarray(ee_pos, np.float64)
-        return np.append(np.clip(self.gain * delta, -1.0, 1.0), self.gripper).astype(np.float32)
+        gripper = self.grippers[min(self.next, len(self.waypoints) - 1)]
+        return np.append(np.clip(self.gain * delta, -1.0, 1.0), gripper).astype(np.float32)
