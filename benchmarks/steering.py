@@ -254,15 +254,17 @@ def main() -> None:
 
 
 def within(rows: list[dict], metres: float) -> dict:
-    """How many tasks the steered policy follows to within ``metres`` on average, and how many the reference
-    controller seeing the same trace does (a path the arm cannot follow in a layout, pressing into the
-    scene, is out of the policy's reach too), with the policy's count among those."""
+    """How many tasks the steered policy follows to within ``metres`` on average (over the episode, and up to
+    the path's end: ``upto_end_cm``), and how many the reference controller seeing the same trace does (a
+    path the arm cannot follow in a layout, pressing into the scene, is out of the policy's reach too), with
+    the policy's count among those."""
     cm = 100 * metres
     close = lambda r, name: r[f"{name}_mean_cm"] <= cm  # noqa: E731
     reachable = [r for r in rows if close(r, "trace_follower")]
     return {"within_cm": cm, "tasks": len(rows),
             "steered_mean_cm": float(np.mean([r["steered_mean_cm"] for r in rows])),
             "steered_within": sum(close(r, "steered") for r in rows),
+            "steered_within_up_to_the_end": sum(r["steered_upto_end_cm"] <= cm for r in rows),
             "trace_follower_within": len(reachable),
             "steered_within_where_trace_follower_is": sum(close(r, "steered") for r in reachable)}
 
