@@ -251,7 +251,8 @@ def test_a_task_the_expert_keeps_failing_is_given_up_and_not_retried(tmp_path, m
     assert distance_to_path(ee, given).mean() < 0.01  # ...along that layout's path
     assert distance_to_path(ee, ours).mean() > 0.03  # which is not this layout's own
     for bad, match in ((dict(expert="path", path_hold=-1), "non-negative"), (dict(path_hold=5), "path episodes"),
-                       (dict(expert="path", path_heights="up"), "hand, random"), (dict(path_heights="random"), "random-path")):
+                       (dict(expert="path", path_heights="up"), "hand, random"),
+                       (dict(expert="path", path_settle=True), "path_hold > 0"), (dict(path_heights="random"), "random-path")):
         with pytest.raises(ValueError, match=match):
             collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, progress=False, **bad)
 

@@ -212,6 +212,17 @@ def test_path_expert_visits_its_waypoints_in_order():
     assert held.step_budget(start) == expert.step_budget(start) + 3
     with pytest.raises(ValueError, match="non-negative"):
         PathExpert(w, hold=-1)
+    # With ``settle``, the held steps keep closing on the last waypoint (reached means within 2 cm) instead.
+    for settle, moves in ((False, False), (True, True)):
+        held = PathExpert(w, hold=20, settle=settle)
+        ee = w[-1] + np.array([0.015, 0.0, -0.01])  # within 2 cm: where the path counts as done
+        held.next = len(w)  # the last waypoint reached
+        for _ in range(20):
+            a = held.action(ee)
+            assert np.any(a[:3] != 0) == moves or np.linalg.norm(ee - w[-1]) < 1e-3
+            ee = ee + 0.01 * a[:3]
+            held.update(ee)
+        assert held.finished and (np.linalg.norm(ee - w[-1]) < 0.003) == settle  # from 1.8 cm
     # An arm that cannot move (blocked by the scene) is reported stuck after `patience` steps.
     blocked = PathExpert.random(7, start)
     for k in range(blocked.patience + 1):

@@ -124,6 +124,9 @@ def _add_collect(sub) -> None:
     p.add_argument("--path-hold", type=int, default=0,
                    help="with --expert path or donor: steps the hand stays at the path's end before the episode ends, so that "
                         "training sees what a finished path means (e.g. 20)")
+    p.add_argument("--path-settle", action="store_true",
+                   help="with --path-hold: keep steering the hand onto the path's end while it is held there (the "
+                        "last 2 cm, within which a waypoint counts as reached, closed), instead of zero-motion actions")
     p.add_argument("--path-heights", choices=PATH_HEIGHTS, default="hand",
                    help="with --expert path: waypoints at the hand's starting height (a 2D trace then says where to go), "
                         "or at random heights, moves down and up (for policies trained with --trace-depth): 8-30 cm "
@@ -135,7 +138,8 @@ def _add_collect(sub) -> None:
         print(collect(a.out, suite=a.suite, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
                       resolution=a.resolution, camera=a.camera, state_mode=a.state_mode,
                       workers=a.workers, seed=a.seed, expert=a.expert, start_jitter=a.start_jitter,
-                      path_hold=a.path_hold, path_heights=a.path_heights, task_episodes=a.task_episodes))
+                      path_hold=a.path_hold, path_heights=a.path_heights, path_settle=a.path_settle,
+                      task_episodes=a.task_episodes))
 
     p.set_defaults(func=run)
 

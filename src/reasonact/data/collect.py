@@ -96,12 +96,12 @@ def _get_env(task: str, resolution: int, camera: str, state_mode: str):
 
 def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state_mode: str,
                        expert: str = "task", start_jitter: float = 0.0, path_hold: int = 0,
-                       path_heights: str = "hand") -> dict:
+                       path_heights: str = "hand", path_settle: bool = False) -> dict:
     """Roll out one layout with the task's scripted expert (``expert="task"``), along a random path
     (``"path"``, see :mod:`reasonact.envs.paths`; its waypoints at the hand's starting height,
     ``path_heights="hand"``, or at random heights, ``"random"``, or at random heights from the table up,
     ``"full"``) or along the expert's path on another layout (``"donor"``), staying ``path_hold`` steps at a
-    path's end; frames are PNG-encoded here, in the worker."""
+    path's end (``path_settle``: servoing onto it meanwhile); frames are PNG-encoded here, in the worker."""
     env = _get_env(task, resolution, camera, state_mode)
     if expert == "donor":  # the other layout's demonstration first: it leaves the simulator on that layout
         donor, grippers, ok = env.expert_path(donor_seed(seed), start_jitter=start_jitter)
@@ -111,9 +111,10 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
     obs = env.reset(seed, start_jitter=start_jitter)
     path, steps = None, env.max_steps
     if expert == "path":
-        path = PathExpert.for_episode(task, seed, obs["ee_pos"], hold=path_hold, **height_range(path_heights))
+        path = PathExpert.for_episode(task, seed, obs["ee_pos"], hold=path_hold, settle=path_settle,
+                                      **height_range(path_heights))
     elif expert == "donor":
-        path = PathExpert.along(donor, grippers, hold=path_hold)
+        path = PathExpert.along(donor, grippers, hold=path_hold, settle=path_settle)
     if path is not None:
         steps = min(steps, path.step_budget(obs["ee_pos"]))
     cols: dict[str, list] = defaultdict(list)
@@ -183,7 +184,7 @@ def _simulator_settings(suite: str, tasks, resolution: int, camera: str | None, 
 
 
 def _check_counts(expert: str, episodes_per_task, task_episodes: dict, task_list: list[str], seed,
-                  start_jitter, path_hold=0, path_heights="hand") -> None:
+                  start_jitter, path_hold=0, path_heights="hand", path_settle=False) -> None:
     if expert not in EXPERTS:
         raise ValueError(f"unknown expert {expert!r}; choose from {', '.join(EXPERTS)}")
     if not isinstance(episodes_per_task, int) or episodes_per_task < 1:
@@ -202,6 +203,8 @@ def _check_counts(expert: str, episodes_per_task, task_episodes: dict, task_list
         raise ValueError(f"path_hold must be a non-negative number of steps, got {path_hold!r}")
     if path_hold and expert == "task":
         raise ValueError("path_hold is for path episodes: pass it with expert='path' or 'donor' (--expert path)")
+    if path_settle and not path_hold:
+        raise ValueError("path_settle acts while the hand is held at the path's end: pass it with path_hold > 0")
     if path_heights not in PATH_HEIGHTS:
         raise ValueError(f"path_heights must be one of {', '.join(PATH_HEIGHTS)}, got {path_heights!r}")
     if path_heights != "hand" and expert != "path":
@@ -223,6 +226,7 @@ def collect(
     start_jitter: float = 0.0,
     path_hold: int = 0,
     path_heights: str = "hand",
+    path_settle: bool = False,
     task_episodes: dict[str, int] | None = None,
     progress: bool = True,
 ) -> CollectSummary:
@@ -230,7 +234,8 @@ def collect(
     given ``expert`` per task -- ``"task"``: the task's scripted expert; ``"path"``: random paths through
     the task's scene (:mod:`reasonact.envs.paths`), which teach steering; ``"donor"``: the expert's path on
     another layout, followed in this one (paths like those copied from a demonstration); the hand staying ``path_hold``
-    steps at a path's end, the waypoints at the hand's starting height (``path_heights="hand"``) or at random
+    steps at a path's end (with ``path_settle``, the controller keeps closing on the end meanwhile instead of
+    zero-motion actions), the waypoints at the hand's starting height (``path_heights="hand"``) or at random
     heights (``"random"``: moves down and up, whose depth a 2D trace cannot show). ``start_jitter`` (metres)
     starts each episode's hand at a random offset from the task's home position, so that where the hand is
     says nothing about where the object is. ``task_episodes`` gives named tasks their own count instead of
@@ -240,7 +245,7 @@ def collect(
                                                                  expert, start_jitter)
     task_episodes = dict(task_episodes or {})
     _check_counts(expert, episodes_per_task, task_episodes, task_list, seed, start_jitter, path_hold,
-                  path_heights)
+                  path_heights, path_settle)
     wanted = {t: task_episodes.get(t, episodes_per_task) for t in task_list}
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers < 1:
@@ -305,7 +310,8 @@ def collect(
             return None
         return task, next(streams[task])
 
-    args = (resolution, camera, state_mode, expert, float(start_jitter), int(path_hold), path_heights)
+    args = (resolution, camera, state_mode, expert, float(start_jitter), int(path_hold), path_heights,
+            bool(path_settle))
     try:
         if workers == 1 or total_needed <= 1:
             _run_here(jobs, handle, args, gave_up)

@@ -58,7 +58,7 @@ class PathExpert:
     (it ran into the scene: a door, a window frame)."""
 
     def __init__(self, waypoints: np.ndarray, *, gain: float = 10.0, tolerance: float = 0.02,
-                 gripper: float | np.ndarray = -1.0, patience: int = 15, hold: int = 0):
+                 gripper: float | np.ndarray = -1.0, patience: int = 15, hold: int = 0, settle: bool = False):
         self.waypoints = np.asarray(waypoints, np.float64).reshape(-1, 3)
         if len(self.waypoints) == 0:
             raise ValueError("a path needs at least one waypoint")
@@ -68,7 +68,7 @@ class PathExpert:
         self.grippers = np.broadcast_to(g, (len(self.waypoints),)).copy()  # held while approaching each waypoint
         if not isinstance(hold, int) or hold < 0:
             raise ValueError(f"hold must be a non-negative number of steps, got {hold!r}")
-        self.gain, self.tolerance, self.patience, self.hold = gain, tolerance, patience, hold
+        self.gain, self.tolerance, self.patience, self.hold, self.settle = gain, tolerance, patience, hold, settle
         self._held = 0  # steps spent at the last waypoint
         self.next = 0  # index of the waypoint being approached
         self._best, self._idle = np.inf, 0  # closest approach to it so far; steps without coming closer
@@ -148,7 +148,11 @@ class PathExpert:
         return self.finished
 
     def action(self, ee_pos: np.ndarray) -> np.ndarray:
-        """The action toward the next waypoint from ``ee_pos`` (zero motion once the path is done)."""
-        delta = np.zeros(3) if self.done else self.waypoints[self.next] - np.asarray(ee_pos, np.float64)
+        """The action toward the next waypoint from ``ee_pos``; once the path is done, zero motion, or with
+        ``settle`` the same controller onto the last waypoint (the last ``tolerance`` closed while held)."""
+        target = self.waypoints[-1] if self.done else self.waypoints[self.next]
+        delta = target - np.asarray(ee_pos, np.float64)
+        if self.done and not self.settle:
+            delta = np.zeros(3)
         gripper = self.grippers[min(self.next, len(self.waypoints) - 1)]
         return np.append(np.clip(self.gain * delta, -1.0, 1.0), gripper).astype(np.float32)
