@@ -230,17 +230,14 @@ def collect(
     task_episodes: dict[str, int] | None = None,
     progress: bool = True,
 ) -> CollectSummary:
-    """Collect (or resume, or extend) a dataset of successful episodes: ``episodes_per_task`` of the
-    given ``expert`` per task -- ``"task"``: the task's scripted expert; ``"path"``: random paths through
-    the task's scene (:mod:`reasonact.envs.paths`), which teach steering; ``"donor"``: the expert's path on
-    another layout, followed in this one (paths like those copied from a demonstration); the hand staying ``path_hold``
-    steps at a path's end (with ``path_settle``, the controller keeps closing on the end meanwhile instead of
-    zero-motion actions), the waypoints at the hand's starting height (``path_heights="hand"``) or at random
-    heights (``"random"``: moves down and up, whose depth a 2D trace cannot show). ``start_jitter`` (metres)
-    starts each episode's hand at a random offset from the task's home position, so that where the hand is
-    says nothing about where the object is. ``task_episodes`` gives named tasks their own count instead of
-    ``episodes_per_task`` (e.g. ``{"push-v3": 200}``: more layouts for a hard task). ``camera`` and
-    ``state_mode`` default to the simulator's (Meta-World: corner2, goal; LIBERO: agentview,robot0_eye_in_hand, proprio)."""
+    """Collect (or resume, or extend) a dataset of successful episodes: ``episodes_per_task`` of the given
+    ``expert`` per task (``task_episodes``: named tasks' own counts, e.g. ``{"push-v3": 200}``). ``"task"``: the
+    task's scripted expert; ``"path"``: random paths through its scene (:mod:`reasonact.envs.paths`), the
+    waypoints at the hand's height (``path_heights="hand"``) or random heights (``"random"``, ``"full"``);
+    ``"donor"``: the expert's path on another layout, followed in this one. Path episodes teach steering; the
+    hand stays ``path_hold`` steps at a path's end (``path_settle``: closing on the end meanwhile).
+    ``start_jitter`` (metres) starts each hand at a random offset from its home, so that where the hand is says
+    nothing about where the object is. ``camera``, ``state_mode``: the simulator's by default."""
     sim_name, task_list, camera, state_mode = _simulator_settings(suite, tasks, resolution, camera, state_mode,
                                                                  expert, start_jitter)
     task_episodes = dict(task_episodes or {})
