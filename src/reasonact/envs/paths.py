@@ -150,9 +150,7 @@ class PathExpert:
     def action(self, ee_pos: np.ndarray) -> np.ndarray:
         """The action toward the next waypoint from ``ee_pos``; once the path is done, zero motion, or with
         ``settle`` the same controller onto the last waypoint (the last ``tolerance`` closed while held)."""
-        target = self.waypoints[-1] if self.done else self.waypoints[self.next]
-        delta = target - np.asarray(ee_pos, np.float64)
-        if self.done and not self.settle:
-            delta = np.zeros(3)
+        target = self.waypoints[min(self.next, len(self.waypoints) - 1)]
+        delta = np.zeros(3) if self.done and not self.settle else target - np.asarray(ee_pos, np.float64)
         gripper = self.grippers[min(self.next, len(self.waypoints) - 1)]
         return np.append(np.clip(self.gain * delta, -1.0, 1.0), gripper).astype(np.float32)
