@@ -230,6 +230,18 @@ def test_a_task_the_expert_keeps_failing_is_given_up_and_not_retried(tmp_path, m
     expert = PathExpert.for_episode("reach-v3", ds.episodes[1]["seed"], ee[0], planar=False)
     assert np.ptp(expert.waypoints[:, 2]) > 0.05 and np.ptp(ee[:, 2]) > 0.05
     assert np.linalg.norm(ee[-1] - expert.waypoints[-1]) < expert.tolerance + 0.012
+    # --expert short: a few centimetres, the last waypoint closed to millimetres and held there.
+    short = collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, expert="short",
+                    path_hold=5, path_settle=True, path_heights="random", progress=False)
+    assert short.new_episodes == 1 and "short-path" in str(short)
+    ds = load_dataset(out)
+    (i,) = [i for i, e in enumerate(ds.episodes) if e["expert"] == "short"]
+    from reasonact.envs.paths import SHORT_PATHS
+
+    ee = ds.ee_pos[ds.episode_frames(i)]
+    expert = PathExpert.for_episode("reach-v3", ds.episodes[i]["seed"], ee[0], planar=False, **SHORT_PATHS)
+    assert ds.path_frames[ds.episode_frames(i)].all() and np.linalg.norm(ee[-1] - expert.waypoints[-1]) < 0.004
+    assert np.linalg.norm(ee - ee[0], axis=1).max() < 0.09  # one or two legs of at most 4 cm
     # --expert donor: the hand follows, in this layout, the scripted expert's path on another layout.
     donor = collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, expert="donor",
                     progress=False)

@@ -231,6 +231,30 @@ def test_path_expert_visits_its_waypoints_in_order():
         assert blocked.stuck == (k == blocked.patience)
 
 
+def test_a_short_path_takes_legs_of_a_few_centimetres_and_closes_each_to_millimetres():
+    from reasonact.envs.paths import SHORT_PATHS, WORKSPACE, PathExpert, height_range
+
+    for start in (np.array([0.0, 0.6, 0.2]), WORKSPACE[1] - 0.005):  # the second a corner: legs turned back inside
+        for seed in range(20):
+            expert = PathExpert.for_episode("reach-v3", seed, start, **height_range("random"), **SHORT_PATHS)
+            w = expert.waypoints
+            legs = np.linalg.norm(np.diff(np.vstack([start, w]), axis=0), axis=1)
+            assert 1 <= len(w) <= 2 and (legs > 0.005).all() and (legs <= 0.04 + 1e-9).all()
+            assert (w >= WORKSPACE[0]).all() and (w <= WORKSPACE[1]).all()
+    start = np.array([0.0, 0.6, 0.2])
+    level = PathExpert.random(3, start, **height_range("hand"), **SHORT_PATHS).waypoints
+    assert (level[:, 2] == start[2]).all() and np.linalg.norm(level[0] - start) >= 0.01
+    # Followed with Meta-World's 1 cm per unit of action, the hand ends within 3 mm of the last waypoint,
+    # where a long path's expert (the default tolerance) stops 2 cm short.
+    for tolerance in (SHORT_PATHS["tolerance"], PathExpert(level).tolerance):
+        expert, ee = PathExpert(level[-1:], tolerance=tolerance), level[-1] + np.array([0.03, 0.0, -0.01])
+        for _ in range(200):
+            ee = ee + 0.01 * expert.action(ee)[:3]
+            if expert.update(ee):
+                break
+        assert expert.done and tolerance - 0.002 < np.linalg.norm(ee - level[-1]) < tolerance
+
+
 def test_a_recorded_path_is_followed_through_waypoints_with_its_gripper_commands():
     from reasonact.envs.paths import DONOR_SPACING, PathExpert
     from reasonact.steering import distance_to_path

@@ -115,21 +115,22 @@ def _add_collect(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     p.add_argument("--seed", type=int, default=0, help="first layout seed; each task tries seeds upwards from it")
     p.add_argument("--expert", choices=EXPERTS, default="task",
-                   help="task: the task's scripted expert; path: random paths through the task's scene; donor: the "
+                   help="task: the task's scripted expert; path: random paths through the task's scene; short: random "
+                        "paths of a few centimetres, each waypoint closed to 3 mm (the last centimetres of a path); donor: the "
                         "expert's path on another layout, followed in this one. Path and donor episodes are trained "
                         "only with the trace given (--steer-prob) to teach steering")
     p.add_argument("--start-jitter", type=float, default=0.0,
                    help="start each episode's hand up to this many metres (per axis) from the task's home position, "
                         "so that the hand's position does not give away where the object is (e.g. 0.1)")
     p.add_argument("--path-hold", type=int, default=0,
-                   help="with --expert path or donor: steps the hand stays at the path's end before the episode ends, so that "
-                        "training sees what a finished path means (e.g. 20)")
+                   help="with --expert path, short or donor: steps the hand stays at the path's end before the episode "
+                        "ends, so that training sees what a finished path means (e.g. 20)")
     p.add_argument("--path-settle", action="store_true",
                    help="with --path-hold: keep steering the hand onto the path's end while it is held there (the "
                         "last 2 cm, within which a waypoint counts as reached, closed), instead of zero-motion actions")
     p.add_argument("--path-heights", choices=PATH_HEIGHTS, default="hand",
-                   help="with --expert path: waypoints at the hand's starting height (a 2D trace then says where to go), "
-                        "or at random heights, moves down and up (for policies trained with --trace-depth): 8-30 cm "
+                   help="with --expert path or short: waypoints at the hand's starting height (a 2D trace then says where "
+                        "to go), or at random heights, moves down and up (for policies trained with --trace-depth): 8-30 cm "
                         "(random) or 2-35 cm, the heights the tasks' demonstrations span (full)")
 
     def run(a):

@@ -1,7 +1,8 @@
 """``reasonact collect``: scripted-expert demonstrations from Meta-World or LIBERO, written as a dataset.
 
 ``--expert path`` adds random-path episodes instead (the end effector visits random waypoints in each
-task's scene; see :mod:`reasonact.envs.paths`), ``--expert donor`` donor-path episodes (it follows another
+task's scene; see :mod:`reasonact.envs.paths`), ``--expert short`` short random paths (a few centimetres,
+each waypoint closed to a few millimetres), ``--expert donor`` donor-path episodes (it follows another
 layout's demonstration in this one): trained with the trace given, they teach steering.
 
 Resumable: every finished episode is its own atomically written file, and a re-run of the same command
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..envs.paths import EXPERTS, PATH_HEIGHTS, PathExpert, donor_seed, height_range
+from ..envs.paths import EXPERTS, PATH_HEIGHTS, SHORT_PATHS, PathExpert, donor_seed, height_range
 from ..io import encode_png, quantize_depth, write_json_atomic
 from .format import (
     CODEBASE_VERSION,
@@ -56,7 +57,7 @@ class CollectSummary:
 
     def __str__(self) -> str:
         fails = sum(self.failures.values())
-        kind = {"path": "random-path ", "donor": "donor-path "}.get(self.expert, "")
+        kind = {"path": "random-path ", "short": "short-path ", "donor": "donor-path "}.get(self.expert, "")
         lines = [
             f"dataset {self.out}: {sum(self.episodes.values())} {kind}episodes, {self.frames} frames in all "
             f"({self.new_episodes} new in {self.seconds:.0f}s, {fails} expert failure(s) skipped)"
@@ -100,7 +101,8 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
     """Roll out one layout with the task's scripted expert (``expert="task"``), along a random path
     (``"path"``, see :mod:`reasonact.envs.paths`; its waypoints at the hand's starting height,
     ``path_heights="hand"``, or at random heights, ``"random"``, or at random heights from the table up,
-    ``"full"``) or along the expert's path on another layout (``"donor"``), staying ``path_hold`` steps at a
+    ``"full"``), along a short random path (``"short"``: :data:`~reasonact.envs.paths.SHORT_PATHS`, the same
+    heights) or along the expert's path on another layout (``"donor"``), staying ``path_hold`` steps at a
     path's end (``path_settle``: servoing onto it meanwhile); frames are PNG-encoded here, in the worker."""
     env = _get_env(task, resolution, camera, state_mode)
     if expert == "donor":  # the other layout's demonstration first: it leaves the simulator on that layout
@@ -110,9 +112,9 @@ def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state
                     "views": env.views}
     obs = env.reset(seed, start_jitter=start_jitter)
     path, steps = None, env.max_steps
-    if expert == "path":
+    if expert in ("path", "short"):
         path = PathExpert.for_episode(task, seed, obs["ee_pos"], hold=path_hold, settle=path_settle,
-                                      **height_range(path_heights))
+                                      **height_range(path_heights), **(SHORT_PATHS if expert == "short" else {}))
     elif expert == "donor":
         path = PathExpert.along(donor, grippers, hold=path_hold, settle=path_settle)
     if path is not None:
@@ -207,8 +209,9 @@ def _check_counts(expert: str, episodes_per_task, task_episodes: dict, task_list
         raise ValueError("path_settle acts while the hand is held at the path's end: pass it with path_hold > 0")
     if path_heights not in PATH_HEIGHTS:
         raise ValueError(f"path_heights must be one of {', '.join(PATH_HEIGHTS)}, got {path_heights!r}")
-    if path_heights != "hand" and expert != "path":
-        raise ValueError("path_heights is for random-path episodes: pass it with expert='path' (--expert path)")
+    if path_heights != "hand" and expert not in ("path", "short"):
+        raise ValueError("path_heights is for random-path episodes: pass it with expert='path' or 'short' "
+                         "(--expert path)")
 
 
 def collect(
@@ -234,8 +237,8 @@ def collect(
     ``expert`` per task (``task_episodes``: named tasks' own counts, e.g. ``{"push-v3": 200}``). ``"task"``: the
     task's scripted expert; ``"path"``: random paths through its scene (:mod:`reasonact.envs.paths`), the
     waypoints at the hand's height (``path_heights="hand"``) or random heights (``"random"``, ``"full"``);
-    ``"donor"``: the expert's path on another layout, followed in this one. Path episodes teach steering; the
-    hand stays ``path_hold`` steps at a path's end (``path_settle``: closing on the end meanwhile).
+    ``"short"``: a few centimetres of one; ``"donor"``: the expert's path on another layout, followed in this one.
+    Path episodes teach steering; the hand stays ``path_hold`` steps at a path's end (``path_settle``: closing on it).
     ``start_jitter`` (metres) starts each hand at a random offset from its home, so that where the hand is says
     nothing about where the object is. ``camera``, ``state_mode``: the simulator's by default."""
     sim_name, task_list, camera, state_mode = _simulator_settings(suite, tasks, resolution, camera, state_mode,

@@ -7,6 +7,10 @@ the task. In a random-path episode nothing in the image or the state says where 
 only the trace does. Trained with the trace given (``reasonact collect --expert path``, then
 ``reasonact train --steer-prob P``), these episodes teach a policy to follow a drawn path.
 
+A short-path episode (``collect --expert short``) moves the hand a few centimetres and closes the gap to
+each waypoint to a few millimetres: a policy that never saw a gap that small closed leaves the hand where a
+given path ends, a centimetre or two short of it.
+
 Random waypoints never go where the tasks' own motions go: down to the table, into a handle, back from
 where an object was. A donor-path episode (``collect --expert donor``) follows, in this layout, the scripted
 expert's path on another layout (:func:`donor_seed`) with the gripper opening and closing as the expert's
@@ -25,12 +29,16 @@ WORKSPACE = (np.array([-0.3, 0.4, 0.08]), np.array([0.3, 0.9, 0.3]))
 # The same, from just above the table to over the windows: the heights the tasks' own demonstrations span
 # (a puck pushed a centimetre over the table, a button pressed from 35 cm), where a path drawn after a demonstration goes.
 FULL_HEIGHTS = (np.array([-0.3, 0.4, 0.02]), np.array([0.3, 0.9, 0.35]))
-# whose episodes a dataset holds: the task's scripted expert; random paths, or another layout's demonstration
-# followed through the task's scene (steering)
-EXPERTS = ("task", "path", "donor")
+# whose episodes a dataset holds: the task's scripted expert; random paths, short random paths, or another
+# layout's demonstration followed through the task's scene (steering)
+EXPERTS = ("task", "path", "short", "donor")
 PATH_HEIGHTS = ("hand", "random", "full")  # what `collect --path-heights` takes: see height_range
 DONOR_SPACING = 0.025  # metres between the waypoints taken from a donor path (its curves kept to a few mm)
 DONOR_GAIN = 25.0  # the controller's gain along a donor path: waypoints that close need a faster approach
+# a short random path (`collect --expert short`): one or two legs of 1-4 cm, each waypoint closed to 3 mm
+# (at the default gain: at the donor paths' the hand overshoots by up to a centimetre). Longer paths pass a
+# waypoint, and stop at their end, 2 cm before it; these show the last centimetres closed.
+SHORT_PATHS = {"n": (1, 2), "min_leg": 0.01, "max_leg": 0.04, "tolerance": 0.003}
 
 
 def donor_seed(seed: int) -> int:
@@ -75,10 +83,12 @@ class PathExpert:
 
     @classmethod
     def random(cls, seed: int | Sequence[int], start: np.ndarray, *, n: tuple[int, int] = (2, 4),
-               min_leg: float = 0.1, planar: bool = True, low: np.ndarray = WORKSPACE[0],
-               high: np.ndarray = WORKSPACE[1], **kw) -> PathExpert:
+               min_leg: float = 0.1, max_leg: float | None = None, planar: bool = True,
+               low: np.ndarray = WORKSPACE[0], high: np.ndarray = WORKSPACE[1], **kw) -> PathExpert:
         """``n[0]..n[1]`` waypoints drawn uniformly in the workspace, each at least ``min_leg`` metres
-        from the one before (the first from ``start``), reproducibly from ``seed`` (an int or ints).
+        from the one before (the first from ``start``), reproducibly from ``seed`` (an int or ints); with
+        ``max_leg``, each a random direction and ``min_leg``..``max_leg`` metres on from the one before instead
+        (kept inside the workspace).
 
         ``planar`` keeps every waypoint at the starting height: a 2D trace then says exactly where to go
         (a point in the image and a height make a point in space), where a path through random heights
@@ -90,8 +100,12 @@ class PathExpert:
             low[2] = high[2] = np.clip(here[2], low[2], high[2])
         for _ in range(int(rng.integers(n[0], n[1] + 1))):
             p = rng.uniform(low, high)
-            while np.linalg.norm(p - here) < min_leg:
+            while max_leg is None and np.linalg.norm(p - here) < min_leg:
                 p = rng.uniform(low, high)
+            if max_leg is not None:  # a leg of random direction and length, moved back inside if it left
+                step = p - here  # (level when planar: the box is)
+                p = here + step / np.linalg.norm(step) * rng.uniform(min_leg, max_leg)
+                p = np.clip(p, low, high) - (p - np.clip(p, low, high))
             points.append(p)
             here = p
         return cls(np.array(points), **kw)
