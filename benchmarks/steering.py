@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,8 @@ def main() -> None:
                     help="steps of each steered chunk run before the next prediction (default: the policy's horizon)")
     ap.add_argument("--diffusion-steps", type=int, default=None, metavar="T",
                     help="refinement rounds per chunk, steered and unsteered (default: the policy's)")
+    ap.add_argument("--action-values", default="mode", choices=("mode", "mean"),
+                    help="each action token read as its most likely bin, or as its bins' mean (reasonact eval's option)")
     ap.add_argument("--open-loop", type=int, default=0, metavar="N", help="the open-loop check on N frames instead")
     ap.add_argument("--out", default=None)
     ap.add_argument("--video", default=None, metavar="DIR",
@@ -126,6 +129,7 @@ def main() -> None:
     from reasonact.steering import PathTracker, closest_on_path, distance_to_path, point_along
 
     policy = load_policy(a.checkpoint)
+    policy.decode_options = replace(policy.decode_options, values=a.action_values)
     if "trace" not in policy.blocks:
         raise SystemExit(f"{a.checkpoint} has no trace block (reasoning {policy.info.reasoning!r}); "
                          "steering needs --reasoning trace or depth+trace")
@@ -238,6 +242,7 @@ def main() -> None:
                   "checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
                   **({"donors": a.donors, "donor_layouts": a.donor_layouts} if a.paths == "demos" else {}),
                   "from_gripper": a.from_gripper, "steered_execute": execute, "diffusion_steps": T,
+                  "action_values": a.action_values,
                   "trace_depth": policy.info.trace_depth,
                   "depth_given": bool(with_depth),
                   "note": "distances from the executed end-effector path to the given path: in image pixels "

@@ -35,6 +35,13 @@ def test_a_run_written_before_the_run_spec_existed_predicts_as_it_did():
         np.testing.assert_array_equal(p.depth_tokens, golden[f"depth{k}"])
         steered = policy.predict(obs, trace=np.array([[10, 10], [20, 30], [40, 40]], np.float32), seed=k)
         np.testing.assert_array_equal(steered.actions, golden[f"steered_actions{k}"])
+    # Read as their bins' means, the same chunk's actions leave the bin centres; what the model writes before
+    # them (its trace, its depth) is decoded as before.
+    policy.decode_options = replace(policy.decode_options, values="mean")
+    p = policy.predict(obs, seed=k)
+    np.testing.assert_array_equal(p.trace, golden[f"trace{k}"])
+    centres = policy.tok.action.decode(policy.tok.action.encode(p.actions))
+    assert np.abs(p.actions - golden[f"actions{k}"]).max() > 0 and not np.allclose(p.actions, centres)
 
 
 def test_run_spec_round_trips_through_config_json(tmp_path):

@@ -131,12 +131,14 @@ def camera_moved_env(task, **kwargs):
 def test_eval_perturbs_the_scene_and_ablates_the_decoder(debug_run, tmp_path):
     r = reasonact.evaluate(debug_run, tmp_path / "ev", suite="mt10", tasks="reach-v3", episodes_per_task=1,
                            workers=1, max_steps=8, progress=False, perturb="camera=0.05,lighting",
-                           env_factory=camera_moved_env, remask=False, commit_order="random", anneal=False)
+                           env_factory=camera_moved_env, remask=False, commit_order="random", anneal=False,
+                           action_values="mean")
     assert r["errors"] == 0 and r["episodes"][0]["steps"] == 8
     assert r["perturb"] == {"camera": 0.05, "lighting": 0.5}
-    assert r["decode"] == {"eta": 0.0, "temperature": 1.0, "anneal": False, "order": "random"}
+    assert r["decode"] == {"eta": 0.0, "temperature": 1.0, "anneal": False, "order": "random", "values": "mean"}
     md = (tmp_path / "ev" / "report.md").read_text()
     assert "Out of distribution" in md and "no secondary remasking, commits in a random order" in md
+    assert "actions read as their bins' mean" in md
     with pytest.raises(ValueError, match="unknown perturbation 'fog'"):
         reasonact.evaluate(debug_run, tmp_path / "ev2", suite="reach-v3", perturb="fog")
     assert not (tmp_path / "ev2").exists()

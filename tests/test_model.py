@@ -211,6 +211,35 @@ def test_a_given_block_is_used_verbatim():
     assert torch.equal(res.tokens["trace"], trace) and res.nfe == 3
 
 
+@pytest.mark.parametrize("decoder,steps", [("diffusion", 1), ("diffusion", 4), ("ar", 1)])
+def test_mean_values_keep_a_belief_spread_over_many_bins_where_the_mode_picks_the_common_one(decoder, steps):
+    # Every position believes 30% in bin 128 (zero motion) and 70% spread evenly over bins 140-159 (a small
+    # move): the mode is bin 128, the mean bin 0.3 * 128 + 0.7 * 149.5 = 143.05.
+    model = make_model(decoder, "trace")
+    img, instr, st = fake_obs(model)
+    lo, hi = VOCAB.block_range("act")
+    belief = torch.full((hi - lo,), 1e-9)
+    belief[128], belief[140:160] = 0.3, 0.7 / 20
+    real = model.logits
+
+    def logits(h, a, b):
+        out = real(h, a, b)
+        return belief.log().expand_as(out).clone() if (a, b) == (lo, hi) else out
+
+    model.logits = logits
+    trace = torch.full((2, 4), VOCAB.block_range("trace")[0] + 7)  # a given block stays as given
+    res = {v: generate(model, img, instr, st, diffusion_steps=steps, given={"trace": trace}, values=v)
+           for v in ("mode", "mean")}
+    assert torch.equal(res["mode"].tokens["act"], res["mean"].tokens["act"]) and not res["mode"].means
+    assert (res["mean"].tokens["act"] == lo + 128).all()
+    torch.testing.assert_close(res["mean"].means["act"], torch.full_like(res["mean"].means["act"], lo + 143.05))
+    assert torch.equal(res["mean"].means["trace"], trace.float())
+    from reasonact.decoding import DecodeOptions
+
+    with pytest.raises(ValueError, match="mode, mean"):
+        DecodeOptions(values="median")
+
+
 def test_schedule_commits_easy_first_and_remasks_doubtful_tokens():
     assert [committed_target(8, t, 4) for t in range(1, 5)] == [1, 3, 5, 8]
     assert [committed_target(4, t, 4) for t in range(1, 5)] == [1, 2, 3, 4]

@@ -122,7 +122,8 @@ class Policy:
                            **asdict(self.decode_options))
         toks = {k: v.cpu().numpy() for k, v in res.tokens.items()}
         v, s = self.tok.vocab, self.config.sequence
-        actions = self.tok.action.decode((toks["act"] - v.offset("action")).reshape(B, s.horizon, s.action_dim))
+        act = res.means["act"].cpu().numpy() if "act" in res.means else toks["act"]  # values="mean": float ids
+        actions = self.tok.action.decode((act - v.offset("action")).reshape(B, s.horizon, s.action_dim))
         trace = self.tok.trace.decode(toks["trace"] - v.offset("coord")) if "trace" in toks else None  # (B, N, dims)
         points_px = self.tok.trace.decode_points(toks["points"] - v.offset("coord")) if "points" in toks else None
         depth = toks["depth"] - v.offset("depth") if "depth" in toks else None

@@ -22,6 +22,8 @@ class GenerationResult:
     tokens: dict[str, torch.Tensor]  # block -> (B, L) global token ids
     nfe: int  # transformer forward passes
     stats: dict = field(default_factory=dict)
+    # with values="mean": block -> (B, L) float ids, each token's mean under the distribution it was chosen from
+    means: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class _Pending:
@@ -52,12 +54,14 @@ def generate(
     temperature: float = 1.0,
     anneal: bool = True,
     order: str = "confidence",
+    values: str = "mode",
     generator: torch.Generator | None = None,
 ) -> GenerationResult:
     """Decode every block of the model's sequence (``given`` blocks, e.g. a steering trace, are used
     as they are; a given block's negative ids, e.g. a trace's depth left open, are decoded around the rest).
     The decoder is the one the model was trained for; ``eta``, ``temperature``, ``anneal`` and ``order`` are
-    :class:`reasonact.decoding.schedule.DecodeOptions`' (diffusion only)."""
+    :class:`reasonact.decoding.schedule.DecodeOptions`' (diffusion only); ``values="mean"`` also returns each
+    token's mean id under the distribution it was committed from (``GenerationResult.means``, either decoder)."""
     vocab, seq = model.vocab, model.cfg.sequence
     given = given or {}
     steps = diffusion_steps
@@ -71,6 +75,8 @@ def generate(
     pending = _Pending(px, prefix_span(Lp, device), pvalid)
     places = block_positions(Lp, model.block_lengths())
     out: dict[str, torch.Tensor] = {}
+    means: dict[str, torch.Tensor] = {}
+    mean_of = (lambda p: p @ torch.arange(p.shape[-1], device=p.device, dtype=p.dtype)) if values == "mean" else None
     nfe = 0
     stats = {"remasked": 0}
     for b, block in enumerate(seq.blocks):
@@ -80,23 +86,32 @@ def generate(
         fixed = given[block].to(device) if block in given else None  # (B, L) ids; < 0: to be generated
         if fixed is not None and bool((fixed >= 0).all()):
             out[block] = fixed
+            if mean_of:
+                means[block] = fixed.float()
             pending.add(model.embed(fixed), Span.make([CLEAN] * L, [b] * L, list(range(tpos, tpos + L)), device))
             continue
         lo, hi = vocab.block_range(block)
         if model.causal:
-            toks = []
+            toks, avg = [], []
             for j in range(L):
                 h = model.run(pending.x, pending.span, pending.valid, cache, append=len(pending))
                 nfe += 1
-                tok = model.logits(h[:, -1], lo, hi).argmax(-1) + lo  # (B,)
+                logits = model.logits(h[:, -1], lo, hi)
+                tok = logits.argmax(-1) + lo  # (B,)
                 if fixed is not None:
                     tok = torch.where(fixed[:, j] >= 0, fixed[:, j], tok)
+                if mean_of:
+                    mean = mean_of(logits.float().softmax(-1)) + lo
+                    avg.append(mean if fixed is None else torch.where(fixed[:, j] >= 0, tok.float(), mean))
                 toks.append(tok)
                 pending = _Pending(model.embed(tok[:, None]), Span.make([CLEAN], [b], [tpos + j], device),
                                    torch.ones(B, 1, dtype=torch.bool, device=device))
             out[block] = torch.stack(toks, 1)
+            if mean_of:
+                means[block] = torch.stack(avg, 1)
             continue
         local = torch.zeros(B, L, dtype=torch.long, device=device)
+        avg = torch.zeros(B, L, device=device)  # each committed token's mean local id, from its round
         committed = torch.zeros(B, L, dtype=torch.bool, device=device)
         if fixed is not None:  # a block given in part: the given tokens stay committed, the rest are refined
             known = fixed >= 0
@@ -113,13 +128,18 @@ def generate(
                 h = model.run(x, span, ones, cache)
             nfe += 1
             probs = model.logits(h, lo, hi).float().softmax(-1)
+            before = committed
             local, committed, st = diffusion_step(probs, local, committed, t, steps, eta=eta,
                                                   temperature=temperature, anneal=anneal, order=order,
                                                   generator=generator)
+            if mean_of:
+                avg = torch.where(committed & ~before, mean_of(probs), avg)
             if fixed is not None:
                 local, committed = torch.where(known, fixed - lo, local), committed | known
             stats["remasked"] += st["remasked"]
         toks = local + lo
         out[block] = toks
+        if mean_of:
+            means[block] = (avg if fixed is None else torch.where(known, local.float(), avg)) + lo
         pending = _Pending(model.embed(toks), Span.make([CLEAN] * L, [b] * L, list(range(tpos, tpos + L)), device), ones)
-    return GenerationResult(out, nfe, stats)
+    return GenerationResult(out, nfe, stats, means)

@@ -7,7 +7,8 @@ perturbed by Gumbel noise whose temperature anneals to zero -- are committed unt
 1 - cos(pi/2 * t/T) of the block is committed. After round T every position is committed.
 
 :class:`DecodeOptions` turns each part off for ablations: no remasking (``eta=0``), a random commit order
-instead of easy-first, a constant noise temperature instead of the annealed one.
+instead of easy-first, a constant noise temperature instead of the annealed one. ``values="mean"`` reads
+each token as the mean of its bins instead of the most likely one (both decoders).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 ORDERS = ("confidence", "random")
+ACTION_VALUES = ("mode", "mean")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,11 @@ class DecodeOptions:
     temperature: float = 1.0  # Gumbel noise on the commit score (0: pure confidence order)
     anneal: bool = True  # the temperature falls to zero over the rounds (False: constant)
     order: str = "confidence"  # which open positions commit first: "confidence" (easy first) or "random"
+    # what a token's value is, read as a number (an action): its most likely bin ("mode", as trained and
+    # published) or the mean of its bins under the predicted distribution ("mean"). Where the model spreads
+    # its belief over many bins (a small correction), the mode falls on the most common bin, zero motion,
+    # and the mean keeps the direction and size the distribution says.
+    values: str = "mode"
 
     def __post_init__(self):
         if not 0 <= self.eta <= 1:
@@ -36,6 +43,8 @@ class DecodeOptions:
             raise ValueError(f"the commit temperature must be 0 or more, got {self.temperature}")
         if self.order not in ORDERS:
             raise ValueError(f"the commit order must be one of {', '.join(ORDERS)}, got {self.order!r}")
+        if self.values not in ACTION_VALUES:
+            raise ValueError(f"action values must be one of {', '.join(ACTION_VALUES)}, got {self.values!r}")
 
 
 def committed_target(length: int, t: int, steps: int) -> int:

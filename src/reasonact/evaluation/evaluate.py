@@ -76,6 +76,9 @@ class EvalConfig:
                                 choices=("confidence", "random"))
     anneal: bool = setting(True, "diffusion: the commit noise's temperature falls to zero over the rounds; off: "
                            "constant (an ablation)", "policy")
+    action_values: str = setting("mode", "each action token read as its most likely bin (mode, as trained) or as the "
+                                 "mean of its bins under the model's distribution (mean: small corrections the mode "
+                                 "rounds to zero motion are kept)", "policy", choices=("mode", "mean"))
     workers: int | None = setting(None, "simulator processes (default: the CPU count)", "run")
     video: bool = setting(False, "write rollout videos with the predicted trace", "run")
     video_episodes: int = setting(1, "episodes per task recorded when --video is on", "run")
@@ -98,16 +101,21 @@ class EvalConfig:
 
 
 def set_decode_options(policy, cfg: EvalConfig) -> dict | None:
-    """Give the policy the evaluation's diffusion ablations (remasking, commit order, annealing); the options
-    in effect, or None for a policy that does not decode by diffusion."""
+    """Give the policy the evaluation's diffusion ablations (remasking, commit order, annealing) and its action
+    values; the options in effect, or None for a policy that does not decode by diffusion and reads the mode."""
     from ..decoding import DecodeOptions
 
-    options = DecodeOptions(eta=DecodeOptions.eta if cfg.remask else 0.0, anneal=cfg.anneal, order=cfg.commit_order)
-    if policy.info.decoder != "diffusion" or not hasattr(policy, "decode_options"):
-        if options != DecodeOptions():
+    options = DecodeOptions(eta=DecodeOptions.eta if cfg.remask else 0.0, anneal=cfg.anneal, order=cfg.commit_order,
+                            values=cfg.action_values)
+    settable = hasattr(policy, "decode_options")
+    if policy.info.decoder != "diffusion" or not settable:
+        if replace(options, values="mode") != DecodeOptions():
             raise ValueError("--no-remask, --commit-order and --no-anneal change diffusion decoding, which this "
                              f"policy ({policy.info.decoder!r} decoder) does not offer")
-        return None
+        if options.values == "mode":
+            return None
+        if not settable:
+            raise ValueError("--action-values mean needs the policy's token distributions: load the checkpoint here")
     policy.decode_options = options
     return asdict(options)
 

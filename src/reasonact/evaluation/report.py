@@ -69,7 +69,8 @@ def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dic
 def _decode_ablations(decode: dict) -> list[tuple[str, bool]]:
     return [("no secondary remasking", decode.get("eta", 0.5) == 0),
             ("commits in a random order", decode.get("order", "confidence") == "random"),
-            ("a constant commit temperature", decode.get("anneal", True) is False)]
+            ("a constant commit temperature", decode.get("anneal", True) is False),
+            ("actions read as their bins' mean", decode.get("values", "mode") == "mean")]
 
 
 def markdown(report: dict) -> str:
