@@ -339,7 +339,7 @@ def test_random_path_episodes_extend_a_dataset_and_visit_their_waypoints(tiny_da
 
     ds = load_dataset(root)
     info = json.loads((root / "meta" / "info.json").read_text())
-    assert info["experts"] == {"task": 4, "path": 2, "donor": 0}
+    assert info["experts"] == {"task": 4, "path": 2, "short": 0, "donor": 0}
     paths = [e for e in ds.episodes if e["expert"] == "path"]
     demos = [e for e in ds.episodes if e["expert"] == "task" and e["task"] == "reach-v3"]
     assert {e["seed"] for e in paths}.isdisjoint(e["seed"] for e in demos)  # a layout is used once
