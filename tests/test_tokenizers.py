@@ -55,6 +55,31 @@ def test_relative_trace_writes_offsets_from_the_first_point():
     assert TraceTokenizer.from_dict(tok.to_dict()) == tok
 
 
+def test_a_narrower_offset_range_writes_offsets_in_finer_bins_and_clips_beyond_it():
+    coarse = TraceTokenizer(width=64, height=64, points=3, relative=True, depth=(0.5, 1.3))
+    fine = TraceTokenizer(width=64, height=64, points=3, relative=True, depth=(0.5, 1.3), offset_range=0.25)
+    rng = np.random.default_rng(4)
+    start = np.concatenate([rng.uniform(20, 44, (200, 1, 2)), rng.uniform(0.7, 1.1, (200, 1, 1))], -1)
+    step = np.concatenate([rng.uniform(-12, 12, (200, 2, 2)), rng.uniform(-0.15, 0.15, (200, 2, 1))], -1)
+    pts = np.concatenate([start, start + step], 1)  # offsets within a quarter of each axis
+    for tok, scale in ((coarse, 1.0), (fine, 0.25)):
+        err = np.abs(tok.decode(tok.encode(pts)) - pts)
+        assert (err[:, 0] <= np.array([64, 64, 0.8]) / 256 / 2 + 1e-6).all()  # the first point: absolute bins
+        bound = np.array([64 / 256 * (0.5 + scale), 64 / 256 * (0.5 + scale), 0.8 / 256 * (0.5 + scale)]) + 1e-5
+        assert (err[:, 1:] <= bound).all()
+    # a 1-pixel step moves the offset by 2 bins in the coarse tokenizer and by 8 in the fine one
+    one = np.array([[30.0, 30.0, 0.9], [31.0, 30.0, 0.9]])
+    assert coarse.encode(one)[3] - coarse.encode(one[:1].repeat(2, 0))[3] == 2
+    assert fine.encode(one)[3] - fine.encode(one[:1].repeat(2, 0))[3] == 8
+    # an offset beyond the range is clipped to its edge; the setting survives saving, and old tokenizers read as 1
+    far = fine.decode(fine.encode(np.array([[30.0, 30.0, 0.9], [60.0, 30.0, 0.9]])))
+    assert 45.5 < far[1, 0] < 46.5  # 30 + 16 pixels
+    assert TraceTokenizer.from_dict(fine.to_dict()) == fine
+    assert TraceTokenizer.from_dict({k: v for k, v in coarse.to_dict().items() if k != "offset_range"}) == coarse
+    with pytest.raises(ValueError, match="offset range"):
+        TraceTokenizer(width=64, height=64, relative=True, offset_range=0)
+
+
 def test_a_depth_trace_writes_three_coordinates_per_point_and_leaves_depth_open_when_not_given():
     for relative in (False, True):
         tok = TraceTokenizer(width=64, height=64, points=5, relative=relative, depth=(0.5, 1.3))

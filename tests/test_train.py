@@ -609,16 +609,17 @@ def test_a_compiled_steering_run_trains_its_trace_and_action_blocks(fake_data, t
 def test_a_relative_trace_run_trains_on_offsets_and_its_policy_writes_pixels(fake_data, tmp_path):
     ds = load_dataset(fake_data)
     src, tok, _ = _source(ds, "trace")
-    tok = dataclasses.replace(tok, trace=dataclasses.replace(tok.trace, relative=True))
+    tok = dataclasses.replace(tok, trace=dataclasses.replace(tok.trace, relative=True, offset_range=0.5))
     src.tok = tok
     rows = torch.arange(0, len(ds), 5)
     want = tok.trace.encode(ds.traces[rows.numpy()]) + tok.vocab.offset("coord")
     np.testing.assert_array_equal(src.batch(rows)["targets"]["trace"].numpy(), want)  # the pipeline writes as the tokenizer
     absolute = reasonact.train(fake_data, tmp_path / "abs", config="debug", steps=2, reasoning="trace", progress=False)
     run = reasonact.train(fake_data, tmp_path / "rel", config="debug", steps=2, reasoning="trace", trace_relative=True,
-                          init=str(absolute), progress=False)  # an absolute run's weights, its trace rewritten
+                          trace_offset_range=0.5, init=str(absolute), progress=False)  # its trace rewritten
     policy = reasonact.load_policy(run)
     assert policy.tok.trace.relative and not reasonact.load_policy(absolute).tok.trace.relative
+    assert policy.tok.trace.offset_range == 0.5
     pred = policy.predict(ds[0])
     assert pred.trace.shape == (5, 2) and np.isfinite(pred.trace).all()
 

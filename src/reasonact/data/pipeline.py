@@ -202,7 +202,8 @@ class BatchSource:
         targets = {"act": self.actions[rows]}
         if "trace" in self.blocks:
             tr = self.tok.trace
-            targets["trace"] = self._coord_tokens(coordinate_bins(trace, tr.sizes, tr.bins, tr.origin, tr.relative))
+            targets["trace"] = self._coord_tokens(coordinate_bins(trace, tr.sizes, tr.bins, tr.origin, tr.relative,
+                                                                         tr.offset_range))
         if "points" in self.blocks:
             targets["points"] = self._coord_tokens(coordinate_bins(points, self.tok.trace.sizes[:2], self.tok.trace.bins))
         if self.depth is not None:

@@ -3,6 +3,9 @@
 With ``relative``, a trace's points after the first are written as offsets from the first (where the
 gripper is), each offset in [-width, width] mapped onto the bins: the direction of the path's first
 segment is then one pair of tokens, where absolute bins leave a model to subtract two points' coordinates.
+``offset_range`` narrows that range to a fraction of each axis (offsets beyond it are clipped): a trace
+through the next 20 cm moves at most ~16 pixels from the gripper at 64 px, so 0.25 writes its offsets in
+bins four times finer, where a centimetre is a few bins instead of one.
 
 With ``depth`` (a range in metres), each trace point carries a third coordinate, its depth along the
 camera's optical axis, on the same bins over that range: (x, y, d) per point, 3N tokens. The image leaves
@@ -33,6 +36,7 @@ class TraceTokenizer:
     relative: bool = False  # traces: later points as offsets from the first (object points stay absolute)
     depth: tuple[float, float] | None = None  # traces: each point's depth in metres, over this range
     span: float | None = None  # metres of the path ahead a trace covers (None: to the episode's end)
+    offset_range: float = 1.0  # relative traces: offsets over +- this fraction of each axis's extent
 
     def __post_init__(self):
         if self.depth is not None:
@@ -41,6 +45,8 @@ class TraceTokenizer:
                 raise ValueError(f"the trace's depth range must run from near to far, got {self.depth}")
         if self.span is not None and not self.span > 0:
             raise ValueError(f"the trace's span must be a positive distance in metres, got {self.span}")
+        if not 0 < self.offset_range <= 1:
+            raise ValueError(f"the trace's offset range is a fraction of the image in (0, 1], got {self.offset_range}")
 
     @property
     def dims(self) -> int:
@@ -65,13 +71,14 @@ class TraceTokenizer:
         A depth tokenizer also takes (..., N, 2): the depth tokens are then :data:`UNKNOWN`."""
         trace = _points(trace, self.dims)
         given = ~np.isnan(trace)
-        tok = coordinate_bins(np.nan_to_num(trace, nan=self.origin[-1]), self.sizes, self.bins, self.origin, self.relative)
+        tok = coordinate_bins(np.nan_to_num(trace, nan=self.origin[-1]), self.sizes, self.bins, self.origin,
+                              self.relative, self.offset_range)
         known = given if not self.relative else given & given[..., :1, :]  # offsets need the first point's value
         return np.where(known.reshape(tok.shape), tok, UNKNOWN).astype(np.int64)
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """(..., dims * N) int -> a trace (..., N, dims) float32: pixels (bin centres), then depth in metres."""
-        return bin_centres(tokens, self.sizes, self.bins, self.origin, self.relative).astype(np.float32)
+        return bin_centres(tokens, self.sizes, self.bins, self.origin, self.relative, self.offset_range).astype(np.float32)
 
     def encode_points(self, trace: np.ndarray) -> np.ndarray:
         """(..., N, 2) pixels -> (..., 2N) int64, each point absolute; points off the image are clipped. Any N:
@@ -98,7 +105,7 @@ class TraceTokenizer:
     @classmethod
     def from_dict(cls, d: dict) -> "TraceTokenizer":
         return cls(d["width"], d["height"], d.get("points", 5), d.get("bins", 256), d.get("relative", False),
-                   None if d.get("depth") is None else tuple(d["depth"]), d.get("span"))
+                   None if d.get("depth") is None else tuple(d["depth"]), d.get("span"), d.get("offset_range", 1.0))
 
 
 def _points(trace, dims: int) -> np.ndarray:
@@ -110,7 +117,7 @@ def _points(trace, dims: int) -> np.ndarray:
     return trace
 
 
-def coordinate_bins(pts, sizes, bins: int, origin=None, relative: bool = False):
+def coordinate_bins(pts, sizes, bins: int, origin=None, relative: bool = False, offset_range: float = 1.0):
     """(..., N, D) coordinates (numpy or torch) -> (..., N * D) bin indices, floats of the same type: axis k's
     range [origin[k], origin[k] + sizes[k]) cut into ``bins``, values outside clipped; ``relative``: the
     points after the first as offsets from it (:func:`to_relative`)."""
@@ -118,36 +125,36 @@ def coordinate_bins(pts, sizes, bins: int, origin=None, relative: bool = False):
     for k, o in enumerate(origin or ()):
         out[..., k] = out[..., k] - o
     if relative:
-        out = to_relative(out, sizes)
+        out = to_relative(out, sizes, offset_range)
     for k, size in enumerate(sizes):
         out[..., k] = out[..., k] * (bins / size)
     return (out // 1).clip(0, bins - 1).reshape(*out.shape[:-2], -1)
 
 
-def bin_centres(tokens, sizes, bins: int, origin=None, relative: bool = False) -> np.ndarray:
+def bin_centres(tokens, sizes, bins: int, origin=None, relative: bool = False, offset_range: float = 1.0) -> np.ndarray:
     """The inverse of :func:`coordinate_bins` (numpy): (..., N * D) bins -> (..., N, D) bin centres."""
     tokens = np.asarray(tokens, np.float64)
     out = (tokens.reshape(tokens.shape[:-1] + (-1, len(sizes))) + 0.5) * (np.array(sizes, np.float64) / bins)
     if relative:
-        out = from_relative(out, sizes)
+        out = from_relative(out, sizes, offset_range)
     return out + np.array(origin or (0.0,) * len(sizes))
 
 
-def to_relative(pts, sizes):
+def to_relative(pts, sizes, offset_range: float = 1.0):
     """(..., N, D) coordinates (numpy or torch), axis k over [0, sizes[k]) -> the same shape with each point
-    after the first replaced by its offset from the first, mapped from [-size, size] onto [0, size], the
-    axis's range, so that the same bins write it."""
+    after the first replaced by its offset from the first, mapped from [-r size, r size] (r: ``offset_range``)
+    onto [0, size], the axis's range, so that the same bins write it."""
     out = pts * 1.0
     for k, size in enumerate(sizes):
-        out[..., 1:, k] = (pts[..., 1:, k] - pts[..., :1, k] + size) / 2
+        out[..., 1:, k] = (pts[..., 1:, k] - pts[..., :1, k] + offset_range * size) / (2 * offset_range)
     return out
 
 
-def from_relative(pts, sizes):
+def from_relative(pts, sizes, offset_range: float = 1.0):
     """The inverse of :func:`to_relative`."""
     out = pts * 1.0
     for k, size in enumerate(sizes):
-        out[..., 1:, k] = pts[..., :1, k] + 2 * pts[..., 1:, k] - size
+        out[..., 1:, k] = pts[..., :1, k] + offset_range * (2 * pts[..., 1:, k] - size)
     return out
 
 

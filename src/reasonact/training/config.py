@@ -29,6 +29,10 @@ class TrainConfig:
                                        "evenly spaced along it (default: to the episode's end, evenly in time)", "model")
     trace_relative: bool = setting(False, "write the trace's later points as offsets from its first (the gripper), so "
                                    "that which way the path goes is one pair of tokens", "model")
+    trace_offset_range: float = setting(1.0, "with --trace-relative: the offsets are written over +- this fraction of "
+                                        "the image (and of the depth range); 0.25 gives bins four times finer, for "
+                                        "a trace through the next 20 cm at 64 px (offsets beyond it are clipped)",
+                                        "model")
     trace_depth: bool = setting(False, "each trace point also carries its depth from the first camera, a third token, "
                                 "so that a given path says how far along the camera's rays to go", "model")
     think_tokens: int = setting(56, "length of the rationale block in tokens", "model")

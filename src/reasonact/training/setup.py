@@ -174,9 +174,11 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
         ckpt.copy_tokenizers(cfg.init, run)
         tok = ckpt.load_tokenizers(run)
         if (tok.trace.relative != cfg.trace_relative or (tok.trace.depth is not None) != cfg.trace_depth
-                or tok.trace.span != cfg.trace_span):  # the --init run's trace tokenizer, written as asked
+                or tok.trace.span != cfg.trace_span or tok.trace.offset_range != cfg.trace_offset_range):
+            # the --init run's trace tokenizer, written as asked
             depth = (tok.trace.depth or ds.trace_depth_range()) if cfg.trace_depth else None
-            trace = replace(tok.trace, relative=cfg.trace_relative, depth=depth, span=cfg.trace_span)
+            trace = replace(tok.trace, relative=cfg.trace_relative, depth=depth, span=cfg.trace_span,
+                            offset_range=cfg.trace_offset_range)
             ckpt.save_tokenizers(run, replace(tok, trace=trace))
     if ckpt.has_tokenizers(run):
         tok = ckpt.load_tokenizers(run)
@@ -188,7 +190,8 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
             pass
         text = TextTokenizer.train(texts, cfg.text_vocab)
         trace = TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points, relative=cfg.trace_relative,
-                               depth=ds.trace_depth_range() if cfg.trace_depth else None, span=cfg.trace_span)
+                               depth=ds.trace_depth_range() if cfg.trace_depth else None, span=cfg.trace_span,
+                               offset_range=cfg.trace_offset_range)
         tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), trace, text, Vocab.for_blocks(seq.blocks, text=text.vocab_size))
         ckpt.save_tokenizers(run, tok)
     if "points" in seq.blocks and "<points>" not in tok.vocab.late:
