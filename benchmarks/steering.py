@@ -9,7 +9,9 @@ gripper (:class:`reasonact.steering.PathTracker`). We measure how far the execut
 gripper stays much closer to the given path than the policy's own behaviour does; and in the world, in cm
 from the executed 3D path to the given 3D path (of which the trace is the image). A third run sets the bar:
 a controller that tracks the given path in 3D; its distance says how closely the path can be followed in
-this layout at all (the scene might block the arm).
+this layout at all (the scene might block the arm). Two more controllers see only what the policy sees: the
+path ahead as the trace's few points, and (a trace with depth) those points as the trace's tokens write
+them, so that their distances say what the trace, and its bins, allow.
 
 ``--paths`` chooses the paths: ``demos`` (above; ``--donors heldout`` takes the demonstrations from the
 scripted expert on more held-out layouts instead of the training data, so that a policy trained on
@@ -64,12 +66,15 @@ class PathFollower:
     end effector toward the point ``lookahead`` metres along it, one step at a time (run it with
     ``execute=1``), gripper open. With ``points``, it sees what a policy sees instead: the path ahead from
     the gripper (as far as the policy's trace span) resampled to that many points (the trace's resolution),
-    whose chords cut the path's corners."""
+    whose chords cut the path's corners; with ``tokens`` too, those points as the policy's trace tokens
+    write them (pixels and depth in bins) and read back into the world."""
 
-    def __init__(self, policy, lookahead: float = 0.02, gain: float = 10.0, points: int | None = None):
+    def __init__(self, policy, lookahead: float = 0.02, gain: float = 10.0, points: int | None = None,
+                 tokens: bool = False):
         self.info = policy.info
         self.lookahead, self.gain, self.points = lookahead, gain, points
         self.span = policy.tok.trace.span  # a policy trained on traces of a span sees only that much of the path
+        self.tokens = policy.tok.trace if tokens else None
 
     def predict_batch(self, observations, texts=None, traces=None, diffusion_steps=None):
         from reasonact.interface import Prediction
@@ -81,10 +86,20 @@ class PathFollower:
             if self.points:
                 path = np.vstack([o["ee_pos"], path])
                 path = resample_trace(path if self.span is None else truncate(path, self.span), self.points)
+            if self.tokens is not None:
+                path = written(path, self.tokens, o["camera_intrinsics"], o["camera_extrinsics"])
             move = self.gain * (point_along(path, self.lookahead) - o["ee_pos"])
             action = np.append(np.clip(move, -1.0, 1.0), -1.0).astype(np.float32)[None]
             out.append(Prediction(action, None, None, None, nfe=0, latency_ms=0.0))
         return out
+
+
+def written(path: np.ndarray, tok, K: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """World points (N, 3) -> the same as a depth trace's tokens write them: projected, binned, read back."""
+    from reasonact.envs import depth_of, project, unproject
+
+    trace = tok.decode(tok.encode(np.concatenate([project(path, K, E), depth_of(path, E)[:, None]], -1)))
+    return unproject(trace[:, :2], trace[:, 2], K, E)
 
 
 def main() -> None:
@@ -185,9 +200,11 @@ def main() -> None:
                       execute=execute, **kw).episodes
     if a.video:
         write_steered_videos(steered, Path(a.video), policy.resolution)
-    followed, coarse = (rollout(PathFollower(policy, points=n), episodes(given, world=True), steer=steer_world,
-                                diffusion_steps=1, execute=1, workers=a.workers).episodes
-                        for n in (None, policy.info.trace_points))
+    followers = {"follower": PathFollower(policy), "trace_follower": PathFollower(policy, points=policy.info.trace_points)}
+    if with_depth:  # the trace as its tokens write it: what the policy's trace can say at all
+        followers["token_follower"] = PathFollower(policy, points=policy.info.trace_points, tokens=True)
+    references = {name: rollout(f, episodes(given, world=True), steer=steer_world, diffusion_steps=1, execute=1,
+                                workers=a.workers).episodes for name, f in followers.items()}
     for e in free:
         if (e.task, e.seed) in given:
             e.info["given"], e.info["given_world"] = given[(e.task, e.seed)]
@@ -220,8 +237,7 @@ def main() -> None:
 
     rows = []
     key = lambda e: (e.task, e.seed)  # noqa: E731
-    by = {name: {key(e): e for e in eps} for name, eps in (("own", free), ("follower", followed),
-                                                             ("trace_follower", coarse))}
+    by = {name: {key(e): e for e in eps} for name, eps in (("own", free), *references.items())}
     runs = {"steered": steered, **{name: [d[key(e)] for e in steered] for name, d in by.items()}}
     # each steered layout's distances, for the policy and for each reference run on the same layout
     per_episode = [{"task": e.task, "seed": e.seed, "steps": len(e.ee_path), "steered_success": bool(e.success),
@@ -253,7 +269,9 @@ def main() -> None:
                           "episode if it never did); ray_cm: the mean part of the world distance along the "
                           "first view's rays through the given path (what the image does not show); "
                           "follower: a controller tracking the given path in 3D; trace_follower: the same controller "
-                          "seeing only what the policy sees, the path ahead from the gripper as the trace's points. "
+                          "seeing only what the policy sees, the path ahead from the gripper as the trace's points; "
+                          "token_follower (a trace with depth): the same points as the policy's trace tokens write "
+                          "them, binned and read back. "
                           "Paths: " + PATHS[a.paths]},
            out=a.out)
 
@@ -271,6 +289,8 @@ def within(rows: list[dict], metres: float) -> dict:
             "steered_within": sum(close(r, "steered") for r in rows),
             "steered_within_up_to_the_end": sum(r["steered_upto_end_cm"] <= cm for r in rows),
             "trace_follower_within": len(reachable),
+            **({"token_follower_within": sum(close(r, "token_follower") for r in rows)}
+               if "token_follower_mean_cm" in rows[0] else {}),
             "steered_within_where_trace_follower_is": sum(close(r, "steered") for r in reachable)}
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from reasonact.envs import depth_of, make_env, project, resolve_tasks
+from reasonact.envs import depth_of, make_env, project, resolve_tasks, unproject
 
 pytestmark = pytest.mark.sim
 
@@ -77,6 +77,9 @@ def test_projected_end_effector_lands_on_the_rendered_gripper(env):
         r = 5 if env.camera == "zoom" else 2
         patch = obs["depth"][max(0, y - r): y + r + 1, max(0, x - r): x + r + 1]
         assert np.min(np.abs(patch - z)) < 0.03
+        # and the pixel with its depth gives the point back
+        np.testing.assert_allclose(unproject(uv, z, obs["camera_intrinsics"], obs["camera_extrinsics"]), obs["ee_pos"],
+                                   atol=1e-5)
 
 
 def test_image_is_upright_and_the_flip_is_in_the_camera_matrices(env):

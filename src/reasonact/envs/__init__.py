@@ -12,7 +12,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from .base import EVAL_SEED_BASE, Env, Observation
-from .camera import depth_of, intrinsics_from_fovy, project
+from .camera import depth_of, intrinsics_from_fovy, project, unproject
 from .instructions import METAWORLD_TEXT, TaskText
 
 SIMULATORS = ("metaworld", "libero")
@@ -55,6 +55,6 @@ def task_text(task: str) -> TaskText:
 
 
 __all__ = [
-    "EVAL_SEED_BASE", "Env", "Observation", "make_env", "resolve_tasks", "task_text", "project", "depth_of", "simulator",
-    "simulator_name", "intrinsics_from_fovy", "METAWORLD_TEXT", "TaskText", "SIMULATORS",
+    "EVAL_SEED_BASE", "Env", "Observation", "make_env", "resolve_tasks", "task_text", "project", "depth_of", "unproject",
+    "simulator", "simulator_name", "intrinsics_from_fovy", "METAWORLD_TEXT", "TaskText", "SIMULATORS",
 ]

@@ -25,3 +25,12 @@ def depth_of(points: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
     """Depth along the optical axis (metres) of world points (..., 3)."""
     points = np.asarray(points, dtype=np.float64)
     return points @ np.asarray(extrinsics)[2, :3] + np.asarray(extrinsics)[2, 3]
+
+
+def unproject(pixels: np.ndarray, depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`project` with :func:`depth_of`: pixels (..., 2) at depths (...,) -> world points (..., 3)."""
+    pixels, depth = np.asarray(pixels, np.float64), np.asarray(depth, np.float64)
+    rays = np.concatenate([pixels, np.ones(pixels.shape[:-1] + (1,))], -1) @ np.linalg.inv(intrinsics).T
+    cam = rays * depth[..., None]
+    E = np.asarray(extrinsics, np.float64)
+    return (cam - E[:3, 3]) @ E[:3, :3]  # R^T (cam - t), row-wise
