@@ -620,6 +620,10 @@ def test_a_relative_trace_run_trains_on_offsets_and_its_policy_writes_pixels(fak
     policy = reasonact.load_policy(run)
     assert policy.tok.trace.relative and not reasonact.load_policy(absolute).tok.trace.relative
     assert policy.tok.trace.offset_range == 0.5
+    with pytest.raises(ValueError, match="needs --trace-relative"):
+        train_config(reasoning="trace", trace_offset_range=0.5)
+    with pytest.raises(ValueError, match="--trace-offset-range is a fraction"):
+        train_config(reasoning="trace", trace_relative=True, trace_offset_range=0)
     pred = policy.predict(ds[0])
     assert pred.trace.shape == (5, 2) and np.isfinite(pred.trace).all()
 

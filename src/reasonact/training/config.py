@@ -133,6 +133,11 @@ class TrainConfig:
             bad(f"--depth-dropout is a share of steered samples, from 0 to 1; got {self.depth_dropout}")
         if self.trace_span is not None and not self.trace_span > 0:
             bad(f"--trace-span is a distance in metres, e.g. 0.2; got {self.trace_span}")
+        if not 0 < self.trace_offset_range <= 1:
+            bad(f"--trace-offset-range is a fraction of the image, above 0 and at most 1, e.g. 0.25; got "
+                f"{self.trace_offset_range}")
+        if self.trace_offset_range != 1 and not self.trace_relative:
+            bad("--trace-offset-range narrows the offsets of a relative trace; it needs --trace-relative")
         if self.depth_dropout > 0 and not (self.trace_depth and self.steer_prob > 0):
             bad("--depth-dropout gives steered samples their trace without its depth; it needs --trace-depth and "
                 "--steer-prob above 0")
