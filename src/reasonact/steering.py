@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .envs.camera import to_camera
+
 
 def _project_to_segments(path: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distance from p to every segment of the polyline, the segment parameter t, and the closest points."""
@@ -93,7 +95,7 @@ def cut_to_span(trace: np.ndarray, span: float, points: int, intrinsics: np.ndar
     else:
         raise ValueError("a trace of pixels alone needs a depth to be measured in metres")
     K = np.asarray(intrinsics, np.float64)
-    cam = np.linalg.solve(K, np.stack([tr[:, 0] * d, tr[:, 1] * d, d])).T  # (M, 3) metres, camera frame
+    cam = to_camera(tr[:, :2], d, K)  # (M, 3) metres, camera frame
     cam = resample_trace(truncate(cam, span), points).astype(np.float64)
     uvw = cam @ K.T
     out = np.concatenate([uvw[:, :2] / uvw[:, 2:3], cam[:, 2:3]], 1)
@@ -109,7 +111,7 @@ def at_height(pixels: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray
     px = np.asarray(pixels, np.float64).reshape(-1, 2)
     E = np.asarray(extrinsics, np.float64)
     R, t = E[:3, :3], E[:3, 3]
-    rays = np.linalg.solve(np.asarray(intrinsics, np.float64), np.c_[px, np.ones(len(px))].T)  # camera frame, z = 1
+    rays = to_camera(px, np.ones(len(px)), intrinsics).T  # camera frame, z = 1
     up = R.T @ rays  # the same rays in the world; a point s along one is s metres deep
     centre = -R.T @ t
     with np.errstate(divide="ignore", invalid="ignore"):

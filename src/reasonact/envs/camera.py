@@ -27,10 +27,14 @@ def depth_of(points: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
     return points @ np.asarray(extrinsics)[2, :3] + np.asarray(extrinsics)[2, 3]
 
 
+def to_camera(pixels: np.ndarray, depth: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Pixels (..., 2) at depths (...,) along the optical axis -> points (..., 3) in the camera's frame, metres."""
+    pixels, depth = np.asarray(pixels, np.float64), np.asarray(depth, np.float64)
+    rays = np.concatenate([pixels, np.ones(pixels.shape[:-1] + (1,))], -1) @ np.linalg.inv(intrinsics).T  # z = 1
+    return rays * depth[..., None]
+
+
 def unproject(pixels: np.ndarray, depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
     """The inverse of :func:`project` with :func:`depth_of`: pixels (..., 2) at depths (...,) -> world points (..., 3)."""
-    pixels, depth = np.asarray(pixels, np.float64), np.asarray(depth, np.float64)
-    rays = np.concatenate([pixels, np.ones(pixels.shape[:-1] + (1,))], -1) @ np.linalg.inv(intrinsics).T
-    cam = rays * depth[..., None]
     E = np.asarray(extrinsics, np.float64)
-    return (cam - E[:3, 3]) @ E[:3, :3]  # R^T (cam - t), row-wise
+    return (to_camera(pixels, depth, intrinsics) - E[:3, 3]) @ E[:3, :3]  # R^T (cam - t), row-wise
