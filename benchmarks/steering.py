@@ -22,7 +22,7 @@ does not say how far along the camera's rays to go, so the cm figure shows what 
 
     python benchmarks/steering.py --checkpoint RUN [--data DIR | --donors heldout] [--paths demos|own|free|plane]
         [--tasks reach-v3,...]
-        [--episodes 10] [--video DIR] [--from-gripper] [--execute N] [--pixels-only]
+        [--episodes 10] [--video DIR] [--from-gripper] [--execute N] [--pixels-only] [--correct GAIN]
 
 A policy whose trace carries depth (``train --trace-depth``) is given the path ahead of the gripper in the
 world (tracked in metres), as pixels and each point's depth from the first camera: the drawn path plus the
@@ -32,6 +32,11 @@ scene's depth. ``--pixels-only`` gives it the image path alone, as for a 2D trac
 the gripper), instead of from the path's point nearest to the gripper. ``--execute N`` runs N steps of each
 steered chunk before the policy looks again (default: the whole chunk, as unsteered); fewer steps mean more
 forward passes and less motion on a stale trace.
+
+``--correct GAIN`` (a trace with depth) shifts the path given to the policy by GAIN times the sum of the
+gripper's past residuals from it (:class:`reasonact.steering.Correction`): an integral term around the policy,
+for an offset it leaves open call after call, as at a path's end. The reference controllers get the path as
+drawn.
 
 ``--video DIR`` writes the first steered rollout of each task as ``DIR/steered_<task>_seed<s>.mp4``: the given
 path in yellow and the gripper's executed path in magenta, drawn on the first view.
@@ -130,6 +135,9 @@ def main() -> None:
                     help="refinement rounds per chunk, steered and unsteered (default: the policy's)")
     ap.add_argument("--action-values", default="mode", choices=("mode", "mean"),
                     help="each action token read as its most likely bin, or as its bins' mean (reasonact eval's option)")
+    ap.add_argument("--correct", type=float, default=0.0, metavar="GAIN",
+                    help="a trace with depth: shift the path given to the policy by GAIN times the sum of the gripper's "
+                         "past residuals from it (reasonact.steering.Correction; 0: the path as drawn)")
     ap.add_argument("--open-loop", type=int, default=0, metavar="N", help="the open-loop check on N frames instead")
     ap.add_argument("--out", default=None)
     ap.add_argument("--video", default=None, metavar="DIR",
@@ -141,7 +149,7 @@ def main() -> None:
     from reasonact.envs import depth_of, project
     from reasonact.evaluation import Episode, held_out_seeds, rollout
     from reasonact.policy import load_policy
-    from reasonact.steering import PathTracker, closest_on_path, distance_to_path, point_along
+    from reasonact.steering import Correction, PathTracker, closest_on_path, distance_to_path, point_along
 
     policy = load_policy(a.checkpoint)
     policy.decode_options = replace(policy.decode_options, values=a.action_values)
@@ -168,7 +176,8 @@ def main() -> None:
                 if given is not None:
                     image, metres = given[(t, s)]
                     tracker = PathTracker(metres, tolerance=0.01) if world else PathTracker.in_image(image, policy.resolution)
-                    info = {"given": image, "given_world": metres, "tracker": tracker}
+                    info = {"given": image, "given_world": metres, "tracker": tracker,
+                            "correction": Correction(a.correct)}
                 first = not any(e.task == t for e in out)
                 out.append(Episode(t, s, record=record and first, info=info))
         return out
@@ -176,7 +185,7 @@ def main() -> None:
     def steer(ep, obs):
         K, E = obs["camera_intrinsics"], obs["camera_extrinsics"]
         if policy.info.trace_depth and not a.pixels_only:  # the path ahead in the world, as pixels and depth
-            ahead = ep.info["tracker"].ahead(obs["ee_pos"])
+            ahead = ep.info["correction"](ep.info["tracker"].ahead(obs["ee_pos"]), obs["ee_pos"])
             pts = np.vstack([obs["ee_pos"], ahead]) if a.from_gripper else ahead
             return np.concatenate([project(pts, K, E), depth_of(pts, E)[:, None]], -1).astype(np.float32)
         here = project(obs["ee_pos"], K, E).reshape(1, 2)
@@ -186,6 +195,9 @@ def main() -> None:
     def steer_world(ep, obs):
         return ep.info["tracker"].ahead(obs["ee_pos"])
 
+    if a.correct and not (policy.info.trace_depth and not a.pixels_only):
+        raise SystemExit("--correct shifts a path in the world: it needs a policy whose trace carries depth, "
+                         "without --pixels-only")
     execute = a.execute or policy.horizon
     if not 1 <= execute <= policy.horizon:
         raise SystemExit(f"--execute must be between 1 and the policy's horizon ({policy.horizon}), got {a.execute}")
@@ -258,7 +270,7 @@ def main() -> None:
                   "checkpoint": a.checkpoint, "resolution": policy.resolution, "paths": a.paths,
                   **({"donors": a.donors, "donor_layouts": a.donor_layouts} if a.paths == "demos" else {}),
                   "from_gripper": a.from_gripper, "steered_execute": execute, "diffusion_steps": T,
-                  "action_values": a.action_values,
+                  "action_values": a.action_values, "correct": a.correct,
                   "trace_depth": policy.info.trace_depth,
                   "depth_given": bool(with_depth),
                   "note": "distances from the executed end-effector path to the given path: in image pixels "

@@ -4,7 +4,16 @@ import pytest
 import reasonact
 from reasonact.data import load_dataset
 from reasonact.evaluation.videos import EXECUTED_PATH_COLOR
-from reasonact.steering import PathTracker, at_height, closest_on_path, cut_to_span, distance_to_path, point_along, remaining_path
+from reasonact.steering import (
+    Correction,
+    PathTracker,
+    at_height,
+    closest_on_path,
+    cut_to_span,
+    distance_to_path,
+    point_along,
+    remaining_path,
+)
 from reasonact.viz.draw import GIVEN_TRACE_COLOR
 
 
@@ -33,6 +42,30 @@ def test_tracker_follows_a_path_that_comes_back_past_itself():
     np.testing.assert_allclose(tracker.ahead([7.0, 0.4]), [[5, 1], [0, 1]])  # never backwards
     tracker.restart()
     np.testing.assert_allclose(tracker.ahead(near_start), [[1, 0], *path[1:]])
+
+
+def _rest_short(correct: Correction, steps: int = 40) -> np.ndarray:
+    """A follower that closes 60% of its gap to the given path's end each step but rests 2 cm below it, as a
+    policy that leaves a path's last height open: where it ends, given the path through ``correct``."""
+    path = np.array([[0.0, 0.0, 0.2], [0.1, 0.0, 0.2]])  # its last leg level: resting below is off the path
+    hand = np.array([0.0, 0.05, 0.2])  # 5 cm from the path: outside the correction's radius at first
+    for _ in range(steps):
+        given = correct(remaining_path(path, hand), hand)
+        hand = hand + 0.6 * (given[-1] - np.array([0, 0, 0.02]) - hand)
+    return hand - path[-1]
+
+
+def test_a_correction_closes_the_offset_a_follower_leaves_at_a_paths_end():
+    left = _rest_short(Correction(0.0))
+    assert np.allclose(left, [0, 0, -0.02], atol=1e-3)  # as drawn: the follower stays 2 cm short
+    assert np.linalg.norm(_rest_short(Correction(0.3))) < 1e-3  # the shift draws it onto the end
+    capped = Correction(0.3, limit=0.01)
+    assert abs(_rest_short(capped)[2] + 0.01) < 1e-3 and np.linalg.norm(capped.shift) <= 0.01 + 1e-9
+    far = Correction(0.3, radius=0.01)  # a residual beyond the radius never adds to the shift
+    far(np.array([[0.0, 0.0, 0.0]]), np.array([0.0, 0.05, 0.0]))
+    assert np.all(far.shift == 0)
+    with pytest.raises(ValueError, match="gain >= 0"):
+        Correction(-0.1)
 
 
 def test_point_along_walks_the_legs():

@@ -78,6 +78,36 @@ class PathTracker:
         return np.concatenate([closest[k: k + 1], rest[k + 1:]]).astype(np.float32)
 
 
+class Correction:
+    """Integral correction of a path given to a policy: the path ahead is shifted by the sum of the gripper's
+    past residuals from it, so that an offset the policy leaves open, call after call (it rests short of a
+    path's end), is drawn away by the path itself, as an integral term closes a proportional controller's
+    steady error.
+
+    Each call adds ``gain`` times the residual -- from the gripper to the first point of the path ahead, the
+    point of the path it has reached -- to the shift, while that residual is within ``radius`` (farther, the
+    gripper is still on its way to the path and the sum would wind up); the shift is kept within ``limit``.
+    Units are the path's (metres for a world path). ``gain=0`` gives the path unchanged."""
+
+    def __init__(self, gain: float, radius: float = 0.03, limit: float = 0.03):
+        if gain < 0 or radius <= 0 or limit < 0:
+            raise ValueError(f"a correction needs gain >= 0, radius > 0 and limit >= 0; got {gain}, {radius}, {limit}")
+        self.gain, self.radius, self.limit = float(gain), float(radius), float(limit)
+        self.shift: np.ndarray | None = None
+
+    def __call__(self, ahead: np.ndarray, here: np.ndarray) -> np.ndarray:
+        ahead = np.asarray(ahead, np.float64)
+        residual = ahead[0] - np.asarray(here, np.float64).reshape(-1)
+        if self.shift is None:
+            self.shift = np.zeros_like(residual)
+        if np.linalg.norm(residual) <= self.radius:
+            self.shift = self.shift + self.gain * residual
+            size = np.linalg.norm(self.shift)
+            if size > self.limit:
+                self.shift *= self.limit / size
+        return (ahead + self.shift).astype(np.float32)
+
+
 def cut_to_span(trace: np.ndarray, span: float, points: int, intrinsics: np.ndarray,
                 depth: float | None = None) -> np.ndarray:
     """A given trace, (M, 2) pixels or (M, 3) pixels and depth in metres -> its first ``span`` metres as
