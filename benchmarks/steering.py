@@ -195,6 +195,8 @@ def main() -> None:
     def steer_world(ep, obs):
         return ep.info["tracker"].ahead(obs["ee_pos"])
 
+    if a.correct < 0:
+        raise SystemExit(f"--correct must be 0 or more, got {a.correct}")
     if a.correct and not (policy.info.trace_depth and not a.pixels_only):
         raise SystemExit("--correct shifts a path in the world: it needs a policy whose trace carries depth, "
                          "without --pixels-only")
