@@ -116,13 +116,13 @@ def test_bad_messages_get_errors_and_the_session_carries_on(policy):
             connect(ws_url, origin="http://evil.example")
 
 
-def test_a_depth_trace_policy_is_given_the_drawing_at_the_hands_height(tiny_dataset, tmp_path):
-    from reasonact.envs import depth_of, project
+def test_a_depth_trace_policy_is_given_the_drawing_at_the_hands_height_and_corrected(tiny_dataset, tmp_path, policy):
+    from reasonact.envs import depth_of, project, unproject
     from reasonact.serve.console import ConsoleSession
 
     run = reasonact.train(tiny_dataset, tmp_path / "depth-trace", config="debug", steps=2, batch_size=4,
                           reasoning="trace", trace_depth=True, trace_relative=True, progress=False)
-    session = ConsoleSession(reasonact.load_policy(run), "reach-v3")
+    session = ConsoleSession(reasonact.load_policy(run), "reach-v3", correct=0.5)
     try:
         hand = session.obs["ee_pos"]
         K, E = session.obs["camera_intrinsics"], session.obs["camera_extrinsics"]
@@ -130,9 +130,23 @@ def test_a_depth_trace_policy_is_given_the_drawing_at_the_hands_height(tiny_data
         session.set_trace(project(ahead, K, E).tolist())
         given = session.given
         assert given.shape == (3, 3)  # the gripper's pixel, then the drawing, each with its depth
+        # 5 cm from the hand is beyond the correction's 3 cm radius: the drawing as it is
         np.testing.assert_allclose(given[:, :2], np.r_[project(hand, K, E).reshape(1, 2), project(ahead, K, E)],
                                    atol=1e-3)
         np.testing.assert_allclose(given[:, 2], depth_of(np.r_[hand[None], ahead], E), atol=1e-4)
         assert session.pred.trace_given and len(session.message()["given_trace"][0]) == 2  # the page draws pixels
+
+        # a path starting 1 cm from the hand: each call shifts it by half the residual more, in the world
+        near = hand + np.array([[0.01, 0.0, 0.0], [0.05, 0.0, 0.0]])
+        for calls in (1, 2):
+            session.set_trace(project(near, K, E).tolist()) if calls == 1 else session.predict()
+            shifted = unproject(session.given[1:, :2], session.given[1:, 2], K, E)
+            np.testing.assert_allclose(shifted, near + [0.005 * calls, 0.0, 0.0], atol=2e-4)
+        session.clear_trace()
+        session.set_trace(project(near, K, E).tolist())  # a new drawing starts its sum afresh
+        np.testing.assert_allclose(unproject(session.given[1:, :2], session.given[1:, 2], K, E),
+                                   near + [0.005, 0.0, 0.0], atol=2e-4)
     finally:
         session.close()
+    with pytest.raises(ValueError, match="--trace-depth"):
+        ConsoleSession(policy, "reach-v3", correct=0.2)  # a trace of pixels alone has no world path to shift

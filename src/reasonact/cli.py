@@ -272,6 +272,13 @@ def _add_console(sub) -> None:
     p.add_argument("--execute", type=int, default=None, help="actions run per Step (default: the whole chunk)")
     p.add_argument("--diffusion-steps", type=int, default=None, metavar="T",
                    help="refinement rounds per chunk (default: the policy's); steered paths are followed closest at 1")
+    p.add_argument("--action-values", default="mode", choices=("mode", "mean"),
+                   help="each action token read as its most likely bin (mode) or the mean of its bins (mean: a drawn "
+                        "path is followed closer)")
+    p.add_argument("--correct", type=float, default=0.0, metavar="GAIN",
+                   help="shift the drawn path by GAIN times the sum of the hand's past residuals from it, so that the "
+                        "hand does not rest short of it (a policy trained with --trace-depth; 0.2 in RESULTS.md; "
+                        "default 0: the drawing as it is)")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="also accept the console's websocket from pages at ORIGIN (repeatable)")
@@ -281,8 +288,11 @@ def _add_console(sub) -> None:
 
         if a.diffusion_steps is not None and a.diffusion_steps < 1:
             p.error(f"--diffusion-steps must be 1 or more, got {a.diffusion_steps}")
+        if a.correct < 0:
+            p.error(f"--correct must be 0 or more, got {a.correct}")
         console(a.checkpoint, a.task, host=a.host, port=a.port, device=a.device, seed=a.seed, execute=a.execute,
-                diffusion_steps=a.diffusion_steps, allow_origins=tuple(a.allow_origin))
+                diffusion_steps=a.diffusion_steps, action_values=a.action_values, correct=a.correct,
+                allow_origins=tuple(a.allow_origin))
 
     p.set_defaults(func=run)
 

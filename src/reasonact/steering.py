@@ -95,6 +95,10 @@ class Correction:
         self.gain, self.radius, self.limit = float(gain), float(radius), float(limit)
         self.shift: np.ndarray | None = None
 
+    def reset(self) -> None:
+        """Forget the summed residual (a new path, a new episode)."""
+        self.shift = None
+
     def __call__(self, ahead: np.ndarray, here: np.ndarray) -> np.ndarray:
         ahead = np.asarray(ahead, np.float64)
         residual = ahead[0] - np.asarray(here, np.float64).reshape(-1)

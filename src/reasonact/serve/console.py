@@ -14,13 +14,14 @@ import json
 import mimetypes
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..evaluation.rollout import EVAL_SEED_BASE, held_out_seeds
 from ..io import encode_png
-from ..steering import PathTracker, at_height
+from ..steering import Correction, PathTracker, at_height
 from .runner import Background, forbidden_origin, run_until_interrupted
 
 STATIC = Path(__file__).parent / "static"
@@ -44,10 +45,14 @@ class ConsoleSession:
     """One simulated episode driven by the policy, steered by an optional drawn path (pixels)."""
 
     def __init__(self, policy, task: str, *, seed: int | None = None, execute: int | None = None,
-                 diffusion_steps: int | None = None):
+                 diffusion_steps: int | None = None, correct: float = 0.0):
         from ..envs import make_env, simulator
 
         info = policy.info
+        if correct and not info.trace_depth:
+            raise ValueError("a correction (--correct) shifts the drawn path in the world: it needs a policy whose "
+                             "trace carries each point's depth (trained with --trace-depth)")
+        self.correction = Correction(correct)  # gain 0: the drawing as it is
         state_mode = simulator(task).check_policy(info)
         self.policy = policy
         self.task = task
@@ -72,12 +77,13 @@ class ConsoleSession:
         self.path = [self.obs["ee_pos"]]
         if self.drawn is not None:
             self.tracker.restart()
+        self.correction.reset()
         self.predict()
 
     def given_trace(self) -> np.ndarray | None:
         if self.drawn is None:
             return None
-        from ..envs import depth_of, project
+        from ..envs import depth_of, project, unproject
 
         K, E, hand = self.obs["camera_intrinsics"], self.obs["camera_extrinsics"], self.obs["ee_pos"]
         here = project(hand, K, E)
@@ -85,6 +91,10 @@ class ConsoleSession:
         trace = np.concatenate([here.reshape(1, 2), self.tracker.ahead(here)]).astype(np.float32)
         if self.policy.info.trace_depth:  # a policy that reads each point's depth: the drawing at the hand's height
             trace = at_height(trace, K, E, float(hand[2]), float(depth_of(hand, E)))
+            if self.correction.gain:  # shifted in the world by the hand's summed residual from it
+                ahead = self.correction(unproject(trace[1:, :2], trace[1:, 2], K, E), hand)
+                pts = np.vstack([hand, ahead])
+                trace = np.concatenate([project(pts, K, E), depth_of(pts, E)[:, None]], 1).astype(np.float32)
         return trace
 
     def predict(self) -> None:
@@ -118,10 +128,12 @@ class ConsoleSession:
         r = self.policy.info.resolution
         self.drawn = np.clip(pts, 0, r)
         self.tracker = PathTracker.in_image(self.drawn, r)  # the gripper's progress along it
+        self.correction.reset()
         self.predict()
 
     def clear_trace(self) -> None:
         self.drawn = None
+        self.correction.reset()
         self.predict()
 
     def message(self) -> dict:
@@ -286,13 +298,15 @@ class ConsoleServer:
 
 def console(checkpoint, task: str, *, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
             seed: int | None = None, execute: int | None = None, diffusion_steps: int | None = None,
-            allow_origins: tuple[str, ...] = ()) -> None:
+            action_values: str = "mode", correct: float = 0.0, allow_origins: tuple[str, ...] = ()) -> None:
     from ..envs import resolve_tasks
     from ..policy import load_policy
 
     resolve_tasks(task)
-    server = ConsoleServer(load_policy(checkpoint, device), task, seed=seed, execute=execute,
-                           diffusion_steps=diffusion_steps, allow_origins=allow_origins)
+    policy = load_policy(checkpoint, device)
+    policy.decode_options = replace(policy.decode_options, values=action_values)
+    server = ConsoleServer(policy, task, seed=seed, execute=execute, diffusion_steps=diffusion_steps,
+                           correct=correct, allow_origins=allow_origins)
     run_until_interrupted(server, host, port, f"steering console for {task}: open http://{host}:{{port}}/ (Ctrl-C stops)")
 
 
