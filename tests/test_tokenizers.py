@@ -178,3 +178,20 @@ def test_depth_vae_learns_and_reports_metres(tiny_dataset, tmp_path):
     assert 0.5 < vae.cfg.near < vae.cfg.far < 3.5
     with pytest.raises(FileNotFoundError, match="train-depth-vae"):
         DepthVAE.load(tmp_path / "missing")
+
+
+@pytest.mark.sim
+def test_a_given_depth_tokenizer_sets_the_vocabularys_depth_codes(tiny_dataset, tmp_path):
+    """A policy trained with --depth-vae of 64 codes (not the default 128) has 64 depth codes, and writes them."""
+    import reasonact
+    from reasonact.data import load_dataset
+    from reasonact.tokenizers.depth_vae import train_depth_vae
+
+    train_depth_vae(tiny_dataset, tmp_path / "vae", steps=20, batch_size=16, codebook=64, progress=False)
+    run = reasonact.train(tiny_dataset, tmp_path / "run", config="debug", steps=2, batch_size=4,
+                          reasoning="depth+trace", depth_vae=str(tmp_path / "vae"), progress=False)
+    policy = reasonact.load_policy(run)
+    assert policy.tok.vocab.depth == 64
+    pred = policy.predict(load_dataset(tiny_dataset)[0])
+    assert pred.depth_tokens.shape == (16,) and 0 <= pred.depth_tokens.min() and pred.depth_tokens.max() < 64
+    assert policy.depth_image(pred.depth_tokens).shape == (32, 32)

@@ -40,8 +40,9 @@ class TrainConfig:
                                     "'{\"d_model\": 256}'", "model")
     # -- tokenizers -------------------------------------------------------------------------------------
     text_vocab: int = setting(512, "size of the BPE fitted on the instructions and rationales", "tokenizers")
-    depth_vae: str | None = setting(None, "a trained depth tokenizer directory (else one is trained on the "
-                                    "dataset's depth maps)", "tokenizers")
+    depth_vae: str | None = setting(None, "a trained depth tokenizer directory, e.g. from train-depth-vae "
+                                    "--codebook 512 (the vocabulary takes its number of codes); else one of 128 "
+                                    "codes is trained on the dataset's depth maps", "tokenizers")
     depth_vae_steps: int = setting(1500, "training steps of the depth tokenizer when one is trained",
                                    "tokenizers")
     # -- optimiser -----------------------------------------------------------------------------------

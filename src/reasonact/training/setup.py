@@ -192,7 +192,10 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
         trace = TraceTokenizer(ds.resolution, ds.resolution, seq.trace_points, relative=cfg.trace_relative,
                                depth=ds.trace_depth_range() if cfg.trace_depth else None, span=cfg.trace_span,
                                offset_range=cfg.trace_offset_range)
-        tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), trace, text, Vocab.for_blocks(seq.blocks, text=text.vocab_size))
+        sizes = {"text": text.vocab_size}
+        if "depth" in seq.blocks and cfg.depth_vae:  # as many depth codes as the given tokenizer's codebook
+            sizes["depth"] = read_json(Path(cfg.depth_vae) / "depth_vae.json")["config"]["codebook"]
+        tok = Tokenizers(ActionTokenizer.from_stats(ds.stats), trace, text, Vocab.for_blocks(seq.blocks, **sizes))
         ckpt.save_tokenizers(run, tok)
     if "points" in seq.blocks and "<points>" not in tok.vocab.late:
         raise ValueError(f"the tokenizers of {cfg.init or run} were made without the points block's marker; "
@@ -203,7 +206,9 @@ def fit_tokenizers(ds: ReasonactDataset, run: Path, cfg: TrainConfig, seq: Seque
         if cfg.depth_vae:
             vae = DepthVAE.load(cfg.depth_vae)
             if vae.cfg.codebook != tok.vocab.depth:
-                raise ValueError(f"--depth-vae has {vae.cfg.codebook} codes; the vocabulary holds {tok.vocab.depth}")
+                raise ValueError(f"--depth-vae has {vae.cfg.codebook} codes; the vocabulary taken from "
+                                 f"{cfg.init or run} holds {tok.vocab.depth}: give a tokenizer of {tok.vocab.depth} "
+                                 f"codes (train-depth-vae --codebook {tok.vocab.depth}) or train in a new run directory")
             vae.save(ckpt.depth_dir(run), read_json(Path(cfg.depth_vae) / "depth_vae.json")["metrics"])
         else:
             print(f"training the depth tokenizer (a VQ-VAE, {cfg.depth_vae_steps} steps) on the dataset's depth maps")
