@@ -26,12 +26,7 @@ def run_task(suite: str, index: int, inits: list[int]) -> dict:
     env = LiberoEnv(task, render=False)
     ok, lengths, failed, t0 = 0, [], [], time.time()
     for k in inits:
-        env.reset(EVAL_SEED_BASE + k)
-        success = False
-        for _ in range(env.max_steps):
-            _, success, done = env.step(env.expert_action())
-            if done:
-                break
+        success = env.play_expert(EVAL_SEED_BASE + k)
         ok += success
         (lengths.append(env.elapsed_steps) if success else failed.append(k))
     env.close()

@@ -261,6 +261,7 @@ class LiberoEnv:
                 hard_reset=False, control_freq=20, horizon=10**9, ignore_done=True)
         self.goal = [list(g) for g in self._env.parsed_problem["goal_state"]]
         self._robot = self._env.robots[0]
+        self._fresh_grip = np.array(self._robot.gripper.current_action, dtype=np.float64)
         model = self._env.sim.model._model
         # group 0: robosuite's collision meshes. render=False: no images at all (experts' own benchmarks).
         self._render = ViewRenderer(model, {v: model.camera(v).id for v in self.views}, resolution,
@@ -287,6 +288,9 @@ class LiberoEnv:
                 self._env.sim.forward()
             else:
                 self._lower_objects()
+            # robosuite's soft reset keeps the gripper's smoothed command from the last episode; without this an
+            # init state settles a little differently after each episode, and its outcome depends on those before
+            self._robot.gripper.current_action = self._fresh_grip.copy()
             for _ in range(SETTLE_STEPS):
                 self._env.step(NOOP)
         self._t = 0
@@ -329,6 +333,16 @@ class LiberoEnv:
 
             self._expert = LiberoExpert(self)
         return self._expert.act()
+
+    def play_expert(self, seed: int) -> bool:
+        """One episode of the scripted expert from ``reset(seed)``; whether it succeeded (``elapsed_steps`` says how
+        long it took)."""
+        self.reset(seed)
+        for _ in range(self.max_steps):
+            _, success, done = self.step(self.expert_action())
+            if done:
+                return success
+        return False
 
     @property
     def elapsed_steps(self) -> int:

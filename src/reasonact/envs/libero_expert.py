@@ -4,8 +4,10 @@ A goal such as ``(On akita_black_bowl_1 plate_1)`` or ``(In white_yellow_mug_1 m
 microwave_1)`` becomes a chain of skills -- pick-and-place, open, close, turn on -- each a generator of actions
 that reads the scene as it goes (where the object is now, how far the drawer has moved). A skill whose predicate
 does not hold when it ends is tried again, a few times. Geometry comes from the objects' collision geoms, so a few
-grasp rules serve every object: across its narrow side when that fits between the fingers, by the handle when a
-tall object is a little too wide (a pot), else by its rim (on the target's side for a flat one).
+grasp rules serve every object: across its narrow side when that fits between the fingers (at the point and yaw that
+keep the open hand clear of its neighbours), by the handle when a tall object is a little too wide (a pot), else by
+its rim (on the target's side for a flat one). Objects are carried above whatever stands on their way; several
+objects for one area stand side by side; a drawer is closed by the fingertips of a tilted hand.
 
 The controller is a saturated proportional one on LIBERO's delta actions (position and world-frame axis-angle),
 with the gripper pointing down at the yaw a grasp asks for, or turned to face a drawer's handle.
@@ -23,6 +25,9 @@ TALL_SPAN = 0.09  # a tall object up to this wide (its bounding box; a handle ma
 POS_GAIN = 12.0  # action per metre of error (saturates at 8 cm)
 ROT_GAIN = 3.0  # action per radian of error
 RETRIES = 3
+# the open hand around the point between the fingertips, in its own frame (along the fingers' closing axis, across
+# it, height): the fingers low and narrow, the hand's body above them long
+HAND_PARTS = ((0.07, 0.015, -0.015), (0.107, 0.037, 0.05))
 
 
 @dataclass
@@ -116,15 +121,19 @@ class LiberoExpert:
                 out.append(b)
         return out
 
-    def points(self, body: int) -> np.ndarray:
-        """(N, 3) world corners of the bounding boxes of a body's (and its children's) collision geoms, now."""
+    def boxes(self, body: int) -> list[np.ndarray]:
+        """(8, 3) world corners of the bounding box of each of a body's (and its children's) collision geoms, now."""
         m, d = self.model, self.data
         bodies = set(self._bodies(body))
         signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
-        out = [(m.geom_aabb[g, :3] + signs * m.geom_aabb[g, 3:]) @ d.geom_xmat[g].reshape(3, 3).T + d.geom_xpos[g]
-               for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0
-               and (m.geom_contype[g] or m.geom_conaffinity[g])]
-        return np.concatenate(out) if out else np.array(d.xpos[body])[None]
+        return [(m.geom_aabb[g, :3] + signs * m.geom_aabb[g, 3:]) @ d.geom_xmat[g].reshape(3, 3).T + d.geom_xpos[g]
+                for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0
+                and (m.geom_contype[g] or m.geom_conaffinity[g])]
+
+    def points(self, body: int) -> np.ndarray:
+        """(N, 3) world corners of the bounding boxes of a body's (and its children's) collision geoms, now."""
+        out = self.boxes(body)
+        return np.concatenate(out) if out else np.array(self.data.xpos[body])[None]
 
     def core(self, name: str) -> np.ndarray:
         """World centre of an object's largest collision geom (a pot's body, not its handle)."""
@@ -192,17 +201,19 @@ class LiberoExpert:
         R_des = _rot_z(yaw) @ self.home_rot if R is None else R
         return _rotvec(R_des @ self.env.eef_rot().T)
 
-    def facing(self, direction: np.ndarray) -> np.ndarray:
-        """The hand turned to point horizontally along ``direction`` with its fingers closing vertically."""
+    def facing(self, direction: np.ndarray, across: bool = False, tilt: float = np.pi / 2) -> np.ndarray:
+        """The hand turned from pointing down by ``tilt`` (a quarter turn: horizontal) towards ``direction``, its
+        fingers closing in the plane of the turn (to pinch a horizontal bar) or, ``across``, across it (the hand's
+        long side then stays level: to push with the fingertips)."""
         direction = np.array([direction[0], direction[1], 0.0]) / (np.linalg.norm(direction[:2]) + 1e-9)
         down = np.array([0.0, 0.0, -1.0])
         h = np.cross(down, direction)
         h /= np.linalg.norm(h)
-        base = _rot_z(self.yaw_for(direction[:2])) @ self.home_rot
-        for angle in (np.pi / 2, -np.pi / 2):
-            tilt = _axis_angle_matrix(h, angle)
-            if tilt @ down @ direction > 0.9:
-                return tilt @ base
+        base = _rot_z(self.yaw_for((h if across else direction)[:2])) @ self.home_rot
+        for angle in (tilt, -tilt):
+            R = _axis_angle_matrix(h, angle)
+            if R @ down @ direction > 0.9 * np.sin(tilt):
+                return R @ base
         raise AssertionError("no tilt points the hand along the direction")  # pragma: no cover
 
     def _hold(self) -> np.ndarray:
@@ -252,13 +263,70 @@ def _grasp(ex: LiberoExpert, obj: str, toward: np.ndarray | None = None) -> tupl
             handle = ex.handle(obj, s.major)
             return handle, ex.yaw_for(minor)
         depth = float(np.clip(s.height * 0.5, 0.01, 0.045))
-        return np.array([s.center[0], s.center[1], s.top - depth]), ex.yaw_for(minor)
+        return _clear_grasp(ex, obj, s, s.top - depth)
     # by the rim, fingers closing radially
     toward = (ex.home_pos[:2] if toward is None else np.asarray(toward)) - s.center[:2]
     toward /= np.linalg.norm(toward) + 1e-9
     radius = min(s.width, s.length) / 2
     rim = s.center[:2] + toward * max(radius - 0.012, 0.0)
     return np.array([rim[0], rim[1], s.top - min(0.015, s.height / 2)]), ex.yaw_for(toward)
+
+
+def _clearance(ex: LiberoExpert, obj: str, point: np.ndarray, axis: np.ndarray) -> float:
+    """Horizontal distance from the open hand, fingertips at ``point`` closing along ``axis``, to the nearest other
+    object that reaches up to the part of the hand at that distance (capped at 5 cm)."""
+    across = np.array([-axis[1], axis[0]])
+    best = 0.05
+    for other in ex.scene.objects_dict:
+        if other == obj:
+            continue
+        pts = ex.points(ex.scene.obj_body_id[other])
+        lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
+        top = float(pts[:, 2].max())
+        grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 7), np.linspace(lo[1], hi[1], 7)), -1).reshape(-1, 2)
+        rel = grid - point[:2]
+        u, v = np.abs(rel @ axis), np.abs(rel @ across)
+        for half_along, half_across, bottom in HAND_PARTS:
+            if top > point[2] + bottom:
+                gap = np.hypot(np.maximum(u - half_along, 0), np.maximum(v - half_across, 0)).min()
+                best = min(best, float(gap))
+    return best
+
+
+def _neighbours_top(ex: LiberoExpert, obj: str, xy: np.ndarray, radius: float = 0.13,
+                    to: np.ndarray | None = None) -> float:
+    """The highest top of the other objects within ``radius`` of ``xy`` (or of the segment from ``xy`` to ``to``),
+    horizontally; -inf if none: the hand comes down onto a grasp, or carries an object, above them."""
+    a = np.asarray(xy, dtype=np.float64)[:2]
+    b = a if to is None else np.asarray(to, dtype=np.float64)[:2]
+    tops = [-np.inf]
+    for other in ex.scene.objects_dict:
+        if other != obj:
+            pts = ex.points(ex.scene.obj_body_id[other])
+            t = np.clip((pts[:, :2] - a) @ (b - a) / max(float((b - a) @ (b - a)), 1e-9), 0.0, 1.0)
+            if np.linalg.norm(pts[:, :2] - (a + t[:, None] * (b - a)), axis=1).min() < radius:
+                tops.append(float(pts[:, 2].max()))
+    return max(tops)
+
+
+def _clear_grasp(ex: LiberoExpert, obj: str, s: Shape, z: float) -> tuple[np.ndarray, float]:
+    """Across the narrow side of ``obj`` at height ``z``: of the points along its long axis and the yaws at which it
+    still fits between the fingers, the one that keeps the open hand furthest from its neighbours (the centre,
+    square across, unless something is within 2 cm)."""
+    minor = np.array([-s.major[1], s.major[0]])
+    reach = max(s.length / 2 - 0.02, 0.0)
+    fits = [d for d in np.radians(np.linspace(-24, 24, 7))
+            if s.width * np.cos(d) + s.length * abs(np.sin(d)) <= FINGER_SPAN - 0.005] or [0.0]
+    best, best_key = None, None
+    for offset in np.linspace(-reach, reach, 5):
+        point = np.array([*(s.center[:2] + s.major * offset), z])
+        for d in fits:
+            c, sn = np.cos(d), np.sin(d)
+            axis = np.array([c * minor[0] - sn * minor[1], sn * minor[0] + c * minor[1]])
+            key = (min(_clearance(ex, obj, point, axis), 0.02), -abs(offset) - 0.05 * abs(d))
+            if best_key is None or key > best_key:
+                best, best_key = (point, ex.yaw_for(axis)), key
+    return best
 
 
 def _target(ex: LiberoExpert, target: str, relation: str, obj: str = "") -> tuple[np.ndarray, float, float]:
@@ -271,25 +339,45 @@ def _target(ex: LiberoExpert, target: str, relation: str, obj: str = "") -> tupl
     site = np.array(ex.data.site_xpos[ex.model.site(target).id])
     region = scene.object_sites_dict.get(target)
     parent = region.parent_name if region is not None else None
-    if region is not None and getattr(region, "joints", None):  # inside a drawer: its open part, in front
+    if region is not None and getattr(region, "joints", None):  # inside a drawer: the middle of its open part
         jid, props = _joint(ex, target)
         along = _world_axis(ex, jid) * np.sign(_joint_target(props, "open") - _joint_target(props, "close"))
-        front = _leading_point(ex, int(ex.model.jnt_bodyid[jid]), along)
-        xy = front[:2] - along[:2] * 0.09
-        return xy, site[2] + 0.02, ex.shape(parent).top + 0.02
+        front = _panel_front(ex, int(ex.model.jnt_bodyid[jid]), along)
+        opened = abs(_qpos(ex, jid) - _joint_target(props, "close"))  # the part out of the cabinet, behind the panel
+        xy = front[:2] - along[:2] * max((opened + 0.013) / 2, 0.05)
+        floor = ex.shape(int(ex.model.jnt_bodyid[jid])).bottom + 0.01  # let go low: a bowl dropped tilts, and jams
+        return xy, floor, ex.shape(parent).top + 0.02
     top = site[2]
     if parent in scene.obj_body_id and relation == "in":  # into a container: over its walls
         top = max(top, ex.shape(parent).top)
-    xy = site[:2]
+    xy, clear = site[:2], top + 0.01
     size = getattr(region, "size", None)
     if size is not None and relation == "on":  # on an area: where the objects already there leave room
-        xy = _free_spot(ex, obj, site, np.asarray(size, dtype=np.float64)[:2],
-                        np.array(ex.data.site_xmat[ex.model.site(target).id]).reshape(3, 3))
-    return xy, top + 0.01, top + 0.01
+        size = np.asarray(size, dtype=np.float64)[:2]
+        R = np.array(ex.data.site_xmat[ex.model.site(target).id]).reshape(3, 3)
+        mates = sum(t == target and rel == "on" for (_, t), rel in ex.relation.items())
+        xy = _side_by_side(ex, obj, site, size, R, mates) if mates > 1 else _free_spot(ex, obj, site, size, R)
+        clear = max(clear, _neighbours_top(ex, obj, xy, 0.12) + 0.01)  # over what already stands there
+    return xy, top + 0.01, clear
+
+
+def _side_by_side(ex: LiberoExpert, obj: str, center: np.ndarray, size: np.ndarray, R: np.ndarray, n: int) -> np.ndarray:
+    """For ``n`` objects that must all stand on one area (two moka pots on a stove): ``n`` spots in a row across the
+    objects' long axis; of them, the one furthest from the other objects (the nearest, when all are free)."""
+    major = ex.shape(obj).major
+    k = int(np.argmin([abs(R[:2, j] @ major) for j in range(2)]))
+    spots = [center[:2] + R[:2, k] * size[k] * f for f in np.linspace(-0.65, 0.65, n)]
+    others = [ex.env.position_of(o)[:2] for o in ex.scene.objects_dict if o != obj]
+    here = ex.env.position_of(obj)[:2]
+
+    def key(p):
+        gap = min([np.linalg.norm(p - q) for q in others] or [1.0])
+        return round(min(gap, 0.1), 3), -np.linalg.norm(p - here)
+    return max(spots, key=key)
 
 
 def _free_spot(ex: LiberoExpert, obj: str, center: np.ndarray, size: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """A point of a region (``size``: its full extent in its own frame ``R``) as far as it can be from the other
+    """A point of a region (``size``: its half-extent in its own frame ``R``) as far as it can be from the other
     movable objects, the centre when nothing is near."""
     others = [ex.env.position_of(o)[:2] for o in ex.scene.objects_dict if o != obj]
     best, best_score = center[:2], -1.0
@@ -311,7 +399,7 @@ def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
     tries = ex.tries[obj] = ex.tries.get(obj, -1) + 1
     if tries % 2 and s.width <= FINGER_SPAN:  # blocked last time: the other way round, if it fits
         yaw = yaw + np.pi / 2 if s.length <= FINGER_SPAN else yaw
-    above = grasp + np.array([0, 0, 0.10])
+    above = np.array([*grasp[:2], max(grasp[2] + 0.10, _neighbours_top(ex, obj, grasp[:2]) + 0.03)])
     yield from ex.gripper(-1.0, 4, ex.yaw_now())
     yield from ex.move(above, yaw, tol=0.015)
     yield from ex.move(grasp, yaw, tol=0.006, max_steps=60)
@@ -320,7 +408,9 @@ def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
         return
     yield from ex.gripper(1.0, 12, yaw, pos=grasp)
     hang = grasp[2] - s.bottom  # how far the object reaches below the fingers
-    carry = max(grasp[2] + 0.12, release_bottom + hang + 0.08, clear + hang + 0.04)
+    reach = max(s.length, s.width) / 2 + 0.03  # the carried object's reach around the hand, and a margin
+    carry = max(grasp[2] + 0.12, release_bottom + hang + 0.08, clear + hang + 0.04,
+                _neighbours_top(ex, obj, grasp[:2], reach, to=xy) + hang + 0.03)  # over what stands in the way
     lifted_from = ex.env.position_of(obj)[2]
     yield from ex.move([*ex.env.eef_pos()[:2], carry], yaw, tol=0.02, max_steps=60)
     if ex.env.position_of(obj)[2] < lifted_from + 0.03:  # missed it: let go, go up, and let the plan retry
@@ -329,7 +419,7 @@ def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
 
     def over_target(z):  # keep the object's centre, not the hand, over the target
         def track():
-            offset = ex.env.position_of(obj)[:2] - ex.env.eef_pos()[:2]
+            offset = ex.shape(obj).center[:2] - ex.env.eef_pos()[:2]  # the middle of its geometry: a held bowl tilts
             if np.linalg.norm(offset) > 0.15:  # dropped on the way
                 return ex.env.eef_pos()
             return np.array([*(xy - offset), z])
@@ -373,6 +463,19 @@ def _qpos(ex: LiberoExpert, jid: int) -> float:
     return float(ex.data.qpos[ex.model.jnt_qposadr[jid]])
 
 
+def _panel_front(ex: LiberoExpert, body: int, along: np.ndarray) -> np.ndarray:
+    """The middle of a drawer's front panel, its handle left out: the face furthest along ``along`` of the geoms
+    that span most of the drawer's width."""
+    boxes = ex.boxes(body)
+    across = np.array([-along[1], along[0], 0.0])
+    spans = np.array([np.ptp(b @ across) for b in boxes])
+    big = [b for b, w in zip(boxes, spans) if w >= 0.6 * spans.max()]
+    reach = max(float((b @ along).max()) for b in big)
+    pts = np.concatenate(big)
+    centre = pts.mean(0)
+    return centre + along * (reach - centre @ along)
+
+
 def _leading_point(ex: LiberoExpert, body: int, direction: np.ndarray) -> np.ndarray:
     """Centre of a body's collision geometry on its face furthest along ``direction`` (a drawer's handle)."""
     pts = ex.points(body)
@@ -398,24 +501,28 @@ def slide(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
     outward = _leading_point(ex, body, along if kind == "open" else -along)
     pull = kind == "open"
     yaw = ex.yaw_for(along[:2])
-    R = None
     if pull:  # the hand turned to face the handle, fingers closing on the bar from above and below
         R = ex.facing(-along)
         bar = outward - along * 0.01
         front = bar + along * 0.14
         yield from ex.gripper(-1.0, 3, ex.yaw_now())
-        yield from _approach(ex, front + np.array([0, 0, 0.04]), yaw)
-        yield from ex.move(front, yaw, tol=0.01, max_steps=80, R=R)
-        yield from ex.move(bar, yaw, tol=0.006, max_steps=40, R=R)
+    else:  # the hand lying flat, pointing at the drawer's front: the fingertips push it flush, the hand stays out
+        R = ex.facing(along, across=True, tilt=np.radians(55))
+        bar = outward + along * 0.005 - np.array([0, 0, 0.015])
+        front = bar - along * 0.08
+        yield from ex.gripper(1.0, 3, ex.yaw_now())
+    yield from _approach(ex, front + np.array([0, 0, 0.04]), yaw)
+    yield from ex.move(front, yaw, tol=0.01, max_steps=80, R=R)
+    yield from ex.move(bar, yaw, tol=0.006, max_steps=40, R=R)
+    if pull:
         ex.grip = 1.0
         for _ in range(12):
             yield ex._action(bar, yaw, 1.0, R)
-    else:
-        ex.grip = 1.0
-        yield from _approach(ex, outward - along * 0.04 + np.array([0, 0, 0.01]), yaw)
     start = np.sign(goal - _qpos(ex, jid))
+    held = 0
     for _ in range(120):
-        if (goal - _qpos(ex, jid)) * start <= 0:
+        held = held + 1 if ex.env.holds([kind, name]) else 0
+        if (goal - _qpos(ex, jid)) * start <= 0 or held >= 5:  # past the goal, or in its range for a while
             break
         remaining = abs(goal - _qpos(ex, jid))
         yield ex._action(ex.env.eef_pos() + along * min(0.06, remaining + 0.02), yaw, ex.grip, R)
@@ -425,7 +532,7 @@ def slide(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
             yield ex._action(ex.env.eef_pos(), yaw, -1.0, R)
         yield from ex.move(ex.env.eef_pos() + along * 0.06, yaw, tol=0.02, max_steps=30, R=R)
     else:
-        yield from ex.move(ex.env.eef_pos() - along * 0.05 + np.array([0, 0, 0.03]), yaw, tol=0.02, max_steps=30)
+        yield from ex.move(ex.env.eef_pos() - along * 0.08, yaw, tol=0.02, max_steps=30, R=R)
     yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.08]), yaw, tol=0.02, max_steps=40)
 
 
