@@ -272,18 +272,24 @@ def _grasp(ex: LiberoExpert, obj: str, toward: np.ndarray | None = None) -> tupl
     return np.array([rim[0], rim[1], s.top - min(0.015, s.height / 2)]), ex.yaw_for(toward)
 
 
-def _clearance(ex: LiberoExpert, obj: str, point: np.ndarray, axis: np.ndarray) -> float:
-    """Horizontal distance from the open hand, fingertips at ``point`` closing along ``axis``, to the nearest other
-    object that reaches up to the part of the hand at that distance (capped at 5 cm)."""
+def _footprints(ex: LiberoExpert, obj: str) -> list[tuple[np.ndarray, float]]:
+    """Every other object as a 7 x 7 grid of points over its horizontal bounding box, and its top."""
+    out = []
+    for other in ex.scene.objects_dict:
+        if other != obj:
+            pts = ex.points(ex.scene.obj_body_id[other])
+            lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
+            grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 7), np.linspace(lo[1], hi[1], 7)), -1)
+            out.append((grid.reshape(-1, 2), float(pts[:, 2].max())))
+    return out
+
+
+def _clearance(footprints: list[tuple[np.ndarray, float]], point: np.ndarray, axis: np.ndarray) -> float:
+    """Horizontal distance from the open hand, fingertips at ``point`` closing along ``axis``, to the nearest of the
+    other objects (:func:`_footprints`) that reaches up to the part of the hand at that distance (capped at 5 cm)."""
     across = np.array([-axis[1], axis[0]])
     best = 0.05
-    for other in ex.scene.objects_dict:
-        if other == obj:
-            continue
-        pts = ex.points(ex.scene.obj_body_id[other])
-        lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
-        top = float(pts[:, 2].max())
-        grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 7), np.linspace(lo[1], hi[1], 7)), -1).reshape(-1, 2)
+    for grid, top in footprints:
         rel = grid - point[:2]
         u, v = np.abs(rel @ axis), np.abs(rel @ across)
         for half_along, half_across, bottom in HAND_PARTS:
@@ -317,13 +323,14 @@ def _clear_grasp(ex: LiberoExpert, obj: str, s: Shape, z: float) -> tuple[np.nda
     reach = max(s.length / 2 - 0.02, 0.0)
     fits = [d for d in np.radians(np.linspace(-24, 24, 7))
             if s.width * np.cos(d) + s.length * abs(np.sin(d)) <= FINGER_SPAN - 0.005] or [0.0]
+    footprints = _footprints(ex, obj)
     best, best_key = None, None
     for offset in np.linspace(-reach, reach, 5):
         point = np.array([*(s.center[:2] + s.major * offset), z])
         for d in fits:
             c, sn = np.cos(d), np.sin(d)
             axis = np.array([c * minor[0] - sn * minor[1], sn * minor[0] + c * minor[1]])
-            key = (min(_clearance(ex, obj, point, axis), 0.02), -abs(offset) - 0.05 * abs(d))
+            key = (min(_clearance(footprints, point, axis), 0.02), -abs(offset) - 0.05 * abs(d))
             if best_key is None or key > best_key:
                 best, best_key = (point, ex.yaw_for(axis)), key
     return best
