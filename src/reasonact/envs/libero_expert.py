@@ -6,7 +6,8 @@ that reads the scene as it goes (where the object is now, how far the drawer has
 does not hold when it ends is tried again, a few times. Geometry comes from the objects' collision geoms, so a few
 grasp rules serve every object: across its narrow side when that fits between the fingers (at the point and yaw that
 keep the open hand clear of its neighbours), by the handle when a tall object is a little too wide (a pot), else by
-its rim (on the target's side for a flat one). Objects are carried above whatever stands on their way; several
+its rim (on the target's side for a flat one, or wherever the open hand clears the fixtures: an open drawer over a
+bowl, which is then slid out before it is lifted). Objects are carried above whatever stands on their way; several
 objects for one area stand side by side; a drawer is closed by the fingertips of a tilted hand.
 
 The controller is a saturated proportional one on LIBERO's delta actions (position and world-frame axis-angle),
@@ -264,54 +265,86 @@ def _grasp(ex: LiberoExpert, obj: str, toward: np.ndarray | None = None) -> tupl
             return handle, ex.yaw_for(minor)
         depth = float(np.clip(s.height * 0.5, 0.01, 0.045))
         return _clear_grasp(ex, obj, s, s.top - depth)
-    # by the rim, fingers closing radially
     toward = (ex.home_pos[:2] if toward is None else np.asarray(toward)) - s.center[:2]
-    toward /= np.linalg.norm(toward) + 1e-9
-    radius = min(s.width, s.length) / 2
-    rim = s.center[:2] + toward * max(radius - 0.012, 0.0)
-    return np.array([rim[0], rim[1], s.top - min(0.015, s.height / 2)]), ex.yaw_for(toward)
+    return _rim_grasp(ex, obj, s, toward)
 
 
-def _footprints(ex: LiberoExpert, obj: str) -> list[tuple[np.ndarray, float]]:
-    """Every other object as a 7 x 7 grid of points over its horizontal bounding box, and its top."""
-    out = []
-    for other in ex.scene.objects_dict:
-        if other != obj:
-            pts = ex.points(ex.scene.obj_body_id[other])
-            lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
-            grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 7), np.linspace(lo[1], hi[1], 7)), -1)
-            out.append((grid.reshape(-1, 2), float(pts[:, 2].max())))
-    return out
+def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
 
 
-def _clearance(footprints: list[tuple[np.ndarray, float]], point: np.ndarray, axis: np.ndarray) -> float:
+def _rim_grasp(ex: LiberoExpert, obj: str, s: Shape, toward: np.ndarray) -> tuple[np.ndarray, float]:
+    """By the rim, fingers closing across its wall: on the side facing ``toward`` and square to the wall, unless
+    the open hand would touch what is around (an open drawer above part of a bowl) and another point of the rim (up
+    to a quarter turn away) or a slant of up to 34 degrees keeps it clearer."""
+    toward = toward / (np.linalg.norm(toward) + 1e-9)
+    inset = max(min(s.width, s.length) / 2 - 0.012, 0.0)
+    z = s.top - min(0.015, s.height / 2)
+    candidates = []
+    for turn in np.radians(np.linspace(-90, 90, 13)):
+        radial = _rotate(toward, turn)
+        point = np.array([*(s.center[:2] + radial * inset), z])
+        candidates += [(point, _rotate(radial, slant), abs(turn) + 0.5 * abs(slant))
+                       for slant in np.radians((0, -17, 17, -34, 34))]
+    return _clearest(ex, obj, candidates, enough=0.005)  # a slanted pinch holds a low, wide rim less well
+
+
+def _footprints(ex: LiberoExpert, obj: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the open hand must keep clear of: every other object, and every part of a fixture (an open drawer above
+    a bowl, a cabinet's wall), each as a 7 x 7 grid of points over its horizontal bounding box: ((K, 49, 2) points,
+    (K,) tops, (K,) whether it is a fixture's)."""
+    boxes = [ex.points(ex.scene.obj_body_id[o]) for o in ex.scene.objects_dict if o != obj]
+    movable = len(boxes)
+    for fixture in ex.scene.fixtures_dict:
+        boxes += ex.boxes(ex.scene.obj_body_id[fixture])
+    grids, tops = [], []
+    for pts in boxes:
+        lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
+        grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 7), np.linspace(lo[1], hi[1], 7)), -1)
+        grids.append(grid.reshape(-1, 2))
+        tops.append(float(pts[:, 2].max()))
+    return np.array(grids).reshape(-1, 49, 2), np.array(tops), np.arange(len(boxes)) >= movable
+
+
+def _clearance(footprints: tuple[np.ndarray, np.ndarray, np.ndarray], point: np.ndarray, axis: np.ndarray) -> float:
     """Horizontal distance from the open hand, fingertips at ``point`` closing along ``axis``, to the nearest of the
-    other objects (:func:`_footprints`) that reaches up to the part of the hand at that distance (capped at 5 cm)."""
+    things around (:func:`_footprints`) that reaches up to the part of the hand at that distance (capped at 5 cm);
+    negative, how far the deepest of them reaches into the hand's outline. The thin fingers pass beside a fixture's
+    walls (into a drawer); only its hand's body must keep clear of them."""
+    grids, tops, fixture = footprints
     across = np.array([-axis[1], axis[0]])
+    rel = grids - point[:2]
+    u, v = np.abs(rel @ axis), np.abs(rel @ across)
     best = 0.05
-    for grid, top in footprints:
-        rel = grid - point[:2]
-        u, v = np.abs(rel @ axis), np.abs(rel @ across)
-        for half_along, half_across, bottom in HAND_PARTS:
-            if top > point[2] + bottom:
-                gap = np.hypot(np.maximum(u - half_along, 0), np.maximum(v - half_across, 0)).min()
-                best = min(best, float(gap))
+    for i, (half_along, half_across, bottom) in enumerate(HAND_PARTS):
+        high = (tops > point[2] + bottom) & (~fixture if i == 0 else True)
+        if high.any():  # the signed distance to the part's rectangle
+            du, dv = u[high] - half_along, v[high] - half_across
+            gap = np.hypot(np.maximum(du, 0), np.maximum(dv, 0)) + np.minimum(np.maximum(du, dv), 0)
+            best = min(best, float(gap.min()))
     return best
 
 
 def _neighbours_top(ex: LiberoExpert, obj: str, xy: np.ndarray, radius: float = 0.13,
-                    to: np.ndarray | None = None) -> float:
-    """The highest top of the other objects within ``radius`` of ``xy`` (or of the segment from ``xy`` to ``to``),
-    horizontally; -inf if none: the hand comes down onto a grasp, or carries an object, above them."""
+                    to: np.ndarray | None = None, fixtures: bool = False) -> float:
+    """The highest top of the other objects (and, with ``fixtures``, of the fixtures' parts: an open drawer) within
+    ``radius`` of ``xy`` (or of the segment from ``xy`` to ``to``), horizontally; -inf if none: the hand comes down
+    onto a grasp, or carries an object, above them."""
     a = np.asarray(xy, dtype=np.float64)[:2]
     b = a if to is None else np.asarray(to, dtype=np.float64)[:2]
+    boxes = [ex.points(ex.scene.obj_body_id[o]) for o in ex.scene.objects_dict if o != obj]
+    if fixtures:  # a part's corners may all be far from a path that crosses it: a grid over its footprint
+        for f in ex.scene.fixtures_dict:
+            for box in ex.boxes(ex.scene.obj_body_id[f]):
+                lo, hi = box.min(0), box.max(0)
+                grid = np.stack(np.meshgrid(*(np.linspace(lo[i], hi[i], 5) for i in (0, 1))), -1).reshape(-1, 2)
+                boxes.append(np.column_stack([grid, np.full(len(grid), hi[2])]))
     tops = [-np.inf]
-    for other in ex.scene.objects_dict:
-        if other != obj:
-            pts = ex.points(ex.scene.obj_body_id[other])
-            t = np.clip((pts[:, :2] - a) @ (b - a) / max(float((b - a) @ (b - a)), 1e-9), 0.0, 1.0)
-            if np.linalg.norm(pts[:, :2] - (a + t[:, None] * (b - a)), axis=1).min() < radius:
-                tops.append(float(pts[:, 2].max()))
+    for pts in boxes:
+        t = np.clip((pts[:, :2] - a) @ (b - a) / max(float((b - a) @ (b - a)), 1e-9), 0.0, 1.0)
+        if np.linalg.norm(pts[:, :2] - (a + t[:, None] * (b - a)), axis=1).min() < radius:
+            tops.append(float(pts[:, 2].max()))
     return max(tops)
 
 
@@ -323,17 +356,16 @@ def _clear_grasp(ex: LiberoExpert, obj: str, s: Shape, z: float) -> tuple[np.nda
     reach = max(s.length / 2 - 0.02, 0.0)
     fits = [d for d in np.radians(np.linspace(-24, 24, 7))
             if s.width * np.cos(d) + s.length * abs(np.sin(d)) <= FINGER_SPAN - 0.005] or [0.0]
+    return _clearest(ex, obj, [(np.array([*(s.center[:2] + s.major * offset), z]), _rotate(minor, d),
+                                abs(offset) + 0.05 * abs(d)) for offset in np.linspace(-reach, reach, 5) for d in fits])
+
+
+def _clearest(ex: LiberoExpert, obj: str, candidates: list, enough: float = 0.02) -> tuple[np.ndarray, float]:
+    """Of candidate grasps (the fingertips' point, the axis they close along, a cost), the cheapest that keeps the
+    open hand ``enough`` from what is around, or the clearest if none does; as (point, yaw)."""
     footprints = _footprints(ex, obj)
-    best, best_key = None, None
-    for offset in np.linspace(-reach, reach, 5):
-        point = np.array([*(s.center[:2] + s.major * offset), z])
-        for d in fits:
-            c, sn = np.cos(d), np.sin(d)
-            axis = np.array([c * minor[0] - sn * minor[1], sn * minor[0] + c * minor[1]])
-            key = (min(_clearance(footprints, point, axis), 0.02), -abs(offset) - 0.05 * abs(d))
-            if best_key is None or key > best_key:
-                best, best_key = (point, ex.yaw_for(axis)), key
-    return best
+    point, axis, _ = max(candidates, key=lambda c: (min(_clearance(footprints, c[0], c[1]), enough), -c[2]))
+    return point, ex.yaw_for(axis)
 
 
 def _target(ex: LiberoExpert, target: str, relation: str, obj: str = "") -> tuple[np.ndarray, float, float]:
@@ -398,6 +430,36 @@ def _free_spot(ex: LiberoExpert, obj: str, center: np.ndarray, size: np.ndarray,
     return best
 
 
+def _way_out(ex: LiberoExpert, obj: str, margin: float = 0.015) -> np.ndarray | None:
+    """The shortest level shift (of eight directions) that takes ``obj`` from under any fixture part that overhangs
+    it (an open drawer) without pushing it into anything standing beside it; None when nothing is above it."""
+    pts = ex.points(ex.scene.obj_body_id[obj])
+    lo, hi, top, bottom = pts[:, :2].min(0), pts[:, :2].max(0), pts[:, 2].max(), pts[:, 2].min()
+    above, beside = [], []
+    for fixture in ex.scene.fixtures_dict:
+        for box in ex.boxes(ex.scene.obj_body_id[fixture]):
+            (blo, bhi) = box[:, :2].min(0), box[:, :2].max(0)
+            (above if box[:, 2].min() > top else beside if box[:, 2].max() > bottom + 0.02 else []).append((blo, bhi))
+    beside += [(p[:, :2].min(0), p[:, :2].max(0)) for p in (ex.points(ex.scene.obj_body_id[o])
+                                                           for o in ex.scene.objects_dict if o != obj)
+               if p[:, 2].max() > bottom + 0.02]
+
+    def overlaps(shift, boxes):
+        return any(np.all(lo + shift < bhi + margin) and np.all(blo - margin < hi + shift) for blo, bhi in boxes)
+
+    if not overlaps(np.zeros(2), above):
+        return None
+    best = None
+    for angle in np.radians(np.arange(0, 360, 45)):
+        u = np.array([np.cos(angle), np.sin(angle)])
+        for dist in np.arange(0.01, 0.16, 0.01):
+            if not overlaps(u * dist, above):
+                if not overlaps(u * dist, beside) and (best is None or dist < np.linalg.norm(best)):
+                    best = u * dist
+                break
+    return best
+
+
 def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
     relation = ex.relation.get((obj, target), "on")
     s = ex.shape(obj)
@@ -408,6 +470,11 @@ def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
         yaw = yaw + np.pi / 2 if s.length <= FINGER_SPAN else yaw
     above = np.array([*grasp[:2], max(grasp[2] + 0.10, _neighbours_top(ex, obj, grasp[:2]) + 0.03)])
     yield from ex.gripper(-1.0, 4, ex.yaw_now())
+    travel = _neighbours_top(ex, obj, ex.env.eef_pos(), 0.06, to=grasp, fixtures=True) + 0.03
+    if travel > above[2]:  # an open drawer on the way: over it
+        yield from ex.move([*ex.env.eef_pos()[:2], max(travel, ex.env.eef_pos()[2])], ex.yaw_now(), tol=0.02,
+                           max_steps=30)
+        yield from ex.move([*grasp[:2], travel], yaw, tol=0.015)
     yield from ex.move(above, yaw, tol=0.015)
     yield from ex.move(grasp, yaw, tol=0.006, max_steps=60)
     if ex.env.eef_pos()[2] > grasp[2] + 0.015:  # stopped on top of something: up, and let the plan retry
@@ -419,6 +486,9 @@ def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
     carry = max(grasp[2] + 0.12, release_bottom + hang + 0.08, clear + hang + 0.04,
                 _neighbours_top(ex, obj, grasp[:2], reach, to=xy) + hang + 0.03)  # over what stands in the way
     lifted_from = ex.env.position_of(obj)[2]
+    out = _way_out(ex, obj)
+    if out is not None:  # under an open drawer: slide it out first, barely lifted
+        yield from ex.move(ex.env.eef_pos() + np.array([*out, 0.015]), yaw, tol=0.01, max_steps=40)
     yield from ex.move([*ex.env.eef_pos()[:2], carry], yaw, tol=0.02, max_steps=60)
     if ex.env.position_of(obj)[2] < lifted_from + 0.03:  # missed it: let go, go up, and let the plan retry
         yield from ex.gripper(-1.0, 6, yaw)
@@ -490,12 +560,14 @@ def _leading_point(ex: LiberoExpert, body: int, direction: np.ndarray) -> np.nda
     return pts[proj >= proj.max() - 0.012].mean(0)
 
 
-def _approach(ex: LiberoExpert, pos: np.ndarray, yaw: float, clearance: float = 0.08) -> Iterator[np.ndarray]:
-    """Up (to clear what is around), across, and down to ``pos``."""
+def _approach(ex: LiberoExpert, pos: np.ndarray, yaw: float, clearance: float = 0.08,
+              R: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Up (to clear what is around), across, and down to ``pos``, turning the hand to ``yaw`` (or to ``R``) on the
+    way across."""
     high = max(ex.env.eef_pos()[2], pos[2] + clearance)
     yield from ex.move([*ex.env.eef_pos()[:2], high], ex.yaw_now(), tol=0.02, max_steps=40)
-    yield from ex.move([pos[0], pos[1], high], yaw, tol=0.015)
-    yield from ex.move(pos, yaw, tol=0.008, max_steps=60)
+    yield from ex.move([pos[0], pos[1], high], yaw, tol=0.015, R=R)
+    yield from ex.move(pos, yaw, tol=0.008, max_steps=60, R=R)
 
 
 def slide(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
@@ -511,15 +583,19 @@ def slide(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
     if pull:  # the hand turned to face the handle, fingers closing on the bar from above and below
         R = ex.facing(-along)
         bar = outward - along * 0.01
-        front = bar + along * 0.14
+        front = bar + along * 0.10
         yield from ex.gripper(-1.0, 3, ex.yaw_now())
     else:  # the hand lying flat, pointing at the drawer's front: the fingertips push it flush, the hand stays out
         R = ex.facing(along, across=True, tilt=np.radians(55))
         bar = outward + along * 0.005 - np.array([0, 0, 0.015])
         front = bar - along * 0.08
         yield from ex.gripper(1.0, 3, ex.yaw_now())
-    yield from _approach(ex, front + np.array([0, 0, 0.04]), yaw)
-    yield from ex.move(front, yaw, tol=0.01, max_steps=80, R=R)
+    if pull:  # turned on the way, the hand reaches 12 cm lower: it travels that far above what stands on its way
+        high = _neighbours_top(ex, "", ex.env.eef_pos(), 0.13, to=front) + 0.12
+        yield from _approach(ex, front, yaw, clearance=max(0.06, high - front[2]), R=R)
+    else:  # it comes from above the drawer it has just filled: turned only once in front of it
+        yield from _approach(ex, front + np.array([0, 0, 0.04]), yaw)
+        yield from ex.move(front, yaw, tol=0.01, max_steps=80, R=R)
     yield from ex.move(bar, yaw, tol=0.006, max_steps=40, R=R)
     if pull:
         ex.grip = 1.0
@@ -535,12 +611,12 @@ def slide(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
         yield ex._action(ex.env.eef_pos() + along * min(0.06, remaining + 0.02), yaw, ex.grip, R)
     if pull:
         ex.grip = -1.0
-        for _ in range(8):
+        for _ in range(6):
             yield ex._action(ex.env.eef_pos(), yaw, -1.0, R)
-        yield from ex.move(ex.env.eef_pos() + along * 0.06, yaw, tol=0.02, max_steps=30, R=R)
+        yield from ex.move(ex.env.eef_pos() + along * 0.06 + np.array([0, 0, 0.08]), yaw, tol=0.02, max_steps=40, R=R)
     else:
         yield from ex.move(ex.env.eef_pos() - along * 0.08, yaw, tol=0.02, max_steps=30, R=R)
-    yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.08]), yaw, tol=0.02, max_steps=40)
+        yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.08]), yaw, tol=0.02, max_steps=40)
 
 
 def swing(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
