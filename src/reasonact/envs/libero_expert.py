@@ -8,7 +8,8 @@ grasp rules serve every object: across its narrow side when that fits between th
 keep the open hand clear of its neighbours), by the handle when a tall object is a little too wide (a pot), else by
 its rim (on the target's side for a flat one, or wherever the open hand clears the fixtures: an open drawer over a
 bowl, which is then slid out before it is lifted). Objects are carried above whatever stands on their way; several
-objects for one area stand side by side; a drawer is closed by the fingertips of a tilted hand.
+objects for one area stand side by side; a drawer is closed by the fingertips of a tilted hand. A mug goes into a
+microwave, whose roof is too low for the hand, by its handle turned outward, the hand's body kept outside.
 
 The controller is a saturated proportional one on LIBERO's delta actions (position and world-frame axis-angle),
 with the gripper pointing down at the yaw a grasp asks for, or turned to face a drawer's handle.
@@ -90,7 +91,7 @@ class LiberoExpert:
         self.relation: dict[tuple[str, str], str] = {}  # (object, target) -> "on" or "in", from the goal
         self.plan = plan(env.goal, self)
         first = self.plan[0]
-        self._focus = (first[1], first[2]) if first[0] == "pick_place" else (first[1], first[1])
+        self._focus = (first[1], first[2]) if first[0] in ("pick_place", "insert") else (first[1], first[1])
         self._actions = self._run()
 
     # -- the plan -------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ class LiberoExpert:
 
     def _run(self) -> Iterator[np.ndarray]:
         for kind, a, b, predicate in self.plan:
-            self._focus = (a, b) if kind == "pick_place" else (a, a)
+            self._focus = (a, b) if kind in ("pick_place", "insert") else (a, a)
             for _ in range(1 + RETRIES):
                 if predicate is not None and self.env.holds(predicate):
                     break
@@ -509,6 +510,91 @@ def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
     yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.10]), yaw, tol=0.02, max_steps=40)
 
 
+def _opening(ex: LiberoExpert, target: str) -> tuple[np.ndarray, float, float] | None:
+    """For a region under a roof (a microwave's inside): the horizontal unit direction out of its open side, how far
+    along it the roof's front edge is, and the height of its floor; None for a region open from above or a drawer."""
+    m = ex.model
+    region = ex.scene.object_sites_dict.get(target)
+    parent = getattr(region, "parent_name", None)
+    if parent not in ex.scene.obj_body_id or getattr(region, "joints", None):
+        return None
+    site = np.array(ex.data.site_xpos[m.site(target).id])
+    moving = {b for j in ex.scene.get_object(parent).joints for b in ex._bodies(int(m.jnt_bodyid[m.joint(j).id]))}
+    boxes = [(b.min(0), b.max(0)) for b, body in zip(ex.boxes(ex.scene.obj_body_id[parent]), _box_bodies(ex, parent))
+             if body not in moving]  # the walls, not the door
+    over = [(lo, hi) for lo, hi in boxes if np.all(lo[:2] <= site[:2]) and np.all(site[:2] <= hi[:2])]
+    if not any(site[2] < lo[2] < site[2] + 0.25 for lo, _ in over):
+        return None
+    floor = max([hi[2] for _, hi in over if hi[2] <= site[2]] or [site[2]])
+    for d in (np.array([1.0, 0, 0]), np.array([-1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, -1.0, 0])):
+        ray = site + np.outer(np.linspace(0, 0.4, 41), d)
+        if not any(np.all((ray >= lo) & (ray <= hi), axis=1).any() for lo, hi in boxes):
+            return d, max(max(float(lo @ d), float(hi @ d)) for lo, hi in over), float(floor)
+    return None
+
+
+def _box_bodies(ex: LiberoExpert, name: str) -> list[int]:
+    """The body of each collision geom that :meth:`LiberoExpert.boxes` lists for an object, in the same order."""
+    m = ex.model
+    bodies = set(ex._bodies(ex.scene.obj_body_id[name]))
+    return [int(m.geom_bodyid[g]) for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0
+            and (m.geom_contype[g] or m.geom_conaffinity[g])]
+
+
+def _cup_handle(ex: LiberoExpert, name: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """A mug's handle: the centre of its collision geom furthest from the middle of them all (a mug's wall is a ring
+    of small boxes), the unit horizontal direction out to it, and how far out it is."""
+    m, d = ex.model, ex.data
+    bodies = set(ex._bodies(ex.scene.obj_body_id[name]))
+    geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0]
+    xy = np.array(d.geom_xpos[geoms])[:, :2]
+    middle = np.median(xy, 0)
+    far = int(np.argmax(np.linalg.norm(xy - middle, axis=1)))
+    out = xy[far] - middle
+    return np.array(d.geom_xpos[geoms[far]]), out / np.linalg.norm(out), float(np.linalg.norm(out))
+
+
+def insert(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
+    """Into a region under a roof too low for the hand pointing down (a mug into a microwave): taken by its handle,
+    turned so that the handle points out of the opening, carried in just over the floor with the hand's body outside
+    the roof's front edge, and let go."""
+    d, face, floor = _opening(ex, target)
+    s = ex.shape(obj)
+    handle, out, reach = _cup_handle(ex, obj)
+    turn = float(np.arctan2(out[0] * d[1] - out[1] * d[0], out @ d[:2]))  # the handle's direction -> the opening's
+    base = ex.yaw_for(np.array([-out[1], out[0]]))  # fingers across the handle; of the two ways, the one whose turn
+    yaw = min((base + k * np.pi for k in (-1, 0, 1)), key=lambda y: max(abs(y), abs(y + turn)))  # ends nearer home
+    grasp = np.array([handle[0], handle[1], s.bottom + 0.55 * s.height])
+    hang = grasp[2] - s.bottom
+    above = max(grasp[2] + 0.10, _neighbours_top(ex, obj, grasp[:2]) + 0.03)
+    yield from ex.gripper(-1.0, 4, ex.yaw_now())
+    yield from ex.move([*grasp[:2], max(above, ex.env.eef_pos()[2])], yaw, tol=0.015)  # turned a quarter, high up
+    yield from ex.move(grasp, yaw, tol=0.006, max_steps=60)
+    yield from ex.gripper(1.0, 12, yaw, pos=grasp)
+    lifted_from = ex.env.position_of(obj)[2]
+    site = np.array(ex.data.site_xpos[ex.model.site(target).id])
+    across = site[:2] - d[:2] * (site[:2] @ d[:2])  # the region's middle across the opening
+    door = across + d[:2] * (face + HAND_PARTS[1][1] + 0.008)  # the hand's body just outside the roof's edge
+    porch = door + d[:2] * 0.12
+    carry = max(floor + hang + 0.03, grasp[2] + 0.06,
+                _neighbours_top(ex, obj, grasp[:2], reach + 0.05, to=porch) + hang + 0.03)
+    yield from ex.move([*ex.env.eef_pos()[:2], carry], yaw, tol=0.02, max_steps=40)
+    if ex.env.position_of(obj)[2] < lifted_from + 0.02:  # missed it: let go, go up, and let the plan retry
+        yield from ex.gripper(-1.0, 6, yaw)
+        yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.08]), yaw, tol=0.02, max_steps=30)
+        return
+    low = floor + hang + 0.012  # a mug held by its handle tilts: in as low as it goes, under the roof's edge
+    yield from ex.move([*porch, carry], yaw + turn, tol=0.02, max_steps=100)
+    yield from ex.move([*porch, low], yaw + turn, tol=0.01, max_steps=40)
+    yield from ex.move([*door, low], yaw + turn, tol=0.008, max_steps=60)
+    yield from ex.gripper(-1.0, 8, yaw + turn)
+    # the handle still sticks out: pushed a little further in by the closed fingers, the hand's body still outside
+    yield from ex.move([*(door + d[:2] * 0.03), low], yaw + turn, tol=0.008, max_steps=20)
+    yield from ex.gripper(1.0, 8, yaw + turn)
+    yield from ex.move([*(door - d[:2] * 0.004), low], yaw + turn, tol=0.006, max_steps=30)
+    yield from ex.move([*porch, floor + hang + 0.05], yaw + turn, tol=0.02, max_steps=40)
+
+
 def _joint(ex: LiberoExpert, name: str) -> tuple[int, dict]:
     """The joint that a region (a drawer's inside) or an articulated object moves on, and its open/close/turn-on
     ranges."""
@@ -640,12 +726,13 @@ def swing(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
     far, tangent = edge()
     ex.grip = 1.0
     yaw = ex.yaw_now()
-    yield from _approach(ex, far - tangent * 0.06, yaw)
+    top = float(ex.points(body)[:, 2].max())  # crossing its path, the hand goes over the door: a touch opens it more
+    yield from _approach(ex, far - tangent * 0.06, yaw, clearance=max(0.08, top + 0.04 - far[2]))
     for _ in range(150):
         if ex.env.holds([kind, name]):
             break
         far, tangent = edge()
-        yield ex._action(far + tangent * 0.05, yaw, ex.grip)
+        yield ex._action(far + tangent * 0.10, yaw, ex.grip)
     yield from ex.move(ex.env.eef_pos() - tangent * 0.06, yaw, tol=0.02, max_steps=30)
     yield from ex.move(ex.env.eef_pos() + np.array([0, 0, 0.08]), yaw, tol=0.02, max_steps=30)
 
@@ -684,8 +771,8 @@ def articulate(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
         yield from swing(ex, name, kind)
 
 
-SKILLS = {"pick_place": pick_place, "articulate": articulate}
-ORDER = {"open": 0, "turnon": 1, "pick_place": 2, "close": 3}
+SKILLS = {"pick_place": pick_place, "insert": insert, "articulate": articulate}
+ORDER = {"open": 0, "turnon": 1, "pick_place": 2, "insert": 2, "close": 3}
 
 
 def plan(goal: list[list[str]], ex: LiberoExpert) -> list[tuple[str, str, str, list[str] | None]]:
@@ -699,7 +786,8 @@ def plan(goal: list[list[str]], ex: LiberoExpert) -> list[tuple[str, str, str, l
             site = ex.scene.object_sites_dict.get(g[2])
             if kind == "in" and site is not None and getattr(site, "joints", None) and not ex.env.holds(["open", g[2]]):
                 steps.append((ORDER["open"], ("articulate", g[2], "open", ["open", g[2]])))
-            steps.append((ORDER["pick_place"], ("pick_place", g[1], g[2], g)))
+            skill = "insert" if kind == "in" and _opening(ex, g[2]) is not None else "pick_place"
+            steps.append((ORDER[skill], (skill, g[1], g[2], g)))
         elif kind in ("open", "close", "turnon"):
             steps.append((ORDER[kind], ("articulate", g[1], kind, g)))
         else:
