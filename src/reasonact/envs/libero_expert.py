@@ -557,7 +557,7 @@ def _cup_handle(ex: LiberoExpert, name: str) -> tuple[np.ndarray, np.ndarray, fl
 def insert(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
     """Into a region under a roof too low for the hand pointing down (a mug into a microwave): taken by its handle,
     turned so that the handle points out of the opening, carried in just over the floor with the hand's body outside
-    the roof's front edge, and let go."""
+    the roof's front edge, let go, and pushed the last centimetres in by the closed fingers."""
     d, face, floor = _opening(ex, target)
     s = ex.shape(obj)
     handle, out, reach = _cup_handle(ex, obj)
