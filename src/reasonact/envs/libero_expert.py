@@ -123,14 +123,19 @@ class LiberoExpert:
                 out.append(b)
         return out
 
+    def geoms(self, body: int, colliding: bool = True) -> list[int]:
+        """The group-0 geoms of a body and its children; with ``colliding``, only those that take part in contacts."""
+        m = self.model
+        bodies = set(self._bodies(body))
+        return [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0
+                and (not colliding or m.geom_contype[g] or m.geom_conaffinity[g])]
+
     def boxes(self, body: int) -> list[np.ndarray]:
         """(8, 3) world corners of the bounding box of each of a body's (and its children's) collision geoms, now."""
         m, d = self.model, self.data
-        bodies = set(self._bodies(body))
         signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
         return [(m.geom_aabb[g, :3] + signs * m.geom_aabb[g, 3:]) @ d.geom_xmat[g].reshape(3, 3).T + d.geom_xpos[g]
-                for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0
-                and (m.geom_contype[g] or m.geom_conaffinity[g])]
+                for g in self.geoms(body)]
 
     def points(self, body: int) -> np.ndarray:
         """(N, 3) world corners of the bounding boxes of a body's (and its children's) collision geoms, now."""
@@ -140,15 +145,13 @@ class LiberoExpert:
     def core(self, name: str) -> np.ndarray:
         """World centre of an object's largest collision geom (a pot's body, not its handle)."""
         m, d = self.model, self.data
-        bodies = set(self._bodies(self.scene.obj_body_id[name]))
-        geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0]
+        geoms = self.geoms(self.scene.obj_body_id[name], colliding=False)
         return np.array(d.geom_xpos[max(geoms, key=lambda g: float(np.prod(m.geom_aabb[g, 3:])))])
 
     def handle(self, name: str, axis: np.ndarray) -> np.ndarray:
         """World centre of the collision geom of an object furthest from its largest one along ``axis`` (a handle)."""
-        m, d = self.model, self.data
-        bodies = set(self._bodies(self.scene.obj_body_id[name]))
-        geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0]
+        d = self.data
+        geoms = self.geoms(self.scene.obj_body_id[name], colliding=False)
         core = self.core(name)
         far = max(geoms, key=lambda g: abs(float((d.geom_xpos[g] - core)[:2] @ axis)))
         return np.array(d.geom_xpos[far])
@@ -291,6 +294,12 @@ def _rim_grasp(ex: LiberoExpert, obj: str, s: Shape, toward: np.ndarray) -> tupl
     return _clearest(ex, obj, candidates, enough=0.005)  # a slanted pinch holds a low, wide rim less well
 
 
+def _grid(pts: np.ndarray, n: int) -> np.ndarray:
+    """(n * n, 2) points evenly over the horizontal bounding box of ``pts``."""
+    lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
+    return np.stack(np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)), -1).reshape(-1, 2)
+
+
 def _footprints(ex: LiberoExpert, obj: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the open hand must keep clear of: every other object, and every part of a fixture (an open drawer above
     a bowl, a cabinet's wall), each as a 7 x 7 grid of points over its horizontal bounding box: ((K, 49, 2) points,
@@ -301,9 +310,7 @@ def _footprints(ex: LiberoExpert, obj: str) -> tuple[np.ndarray, np.ndarray, np.
         boxes += ex.boxes(ex.scene.obj_body_id[fixture])
     grids, tops = [], []
     for pts in boxes:
-        lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
-        grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 7), np.linspace(lo[1], hi[1], 7)), -1)
-        grids.append(grid.reshape(-1, 2))
+        grids.append(_grid(pts, 7))
         tops.append(float(pts[:, 2].max()))
     return np.array(grids).reshape(-1, 49, 2), np.array(tops), np.arange(len(boxes)) >= movable
 
@@ -338,9 +345,8 @@ def _neighbours_top(ex: LiberoExpert, obj: str, xy: np.ndarray, radius: float = 
     if fixtures:  # a part's corners may all be far from a path that crosses it: a grid over its footprint
         for f in ex.scene.fixtures_dict:
             for box in ex.boxes(ex.scene.obj_body_id[f]):
-                lo, hi = box.min(0), box.max(0)
-                grid = np.stack(np.meshgrid(*(np.linspace(lo[i], hi[i], 5) for i in (0, 1))), -1).reshape(-1, 2)
-                boxes.append(np.column_stack([grid, np.full(len(grid), hi[2])]))
+                grid = _grid(box, 5)
+                boxes.append(np.column_stack([grid, np.full(len(grid), box[:, 2].max())]))
     tops = [-np.inf]
     for pts in boxes:
         t = np.clip((pts[:, :2] - a) @ (b - a) / max(float((b - a) @ (b - a)), 1e-9), 0.0, 1.0)
@@ -520,8 +526,9 @@ def _opening(ex: LiberoExpert, target: str) -> tuple[np.ndarray, float, float] |
         return None
     site = np.array(ex.data.site_xpos[m.site(target).id])
     moving = {b for j in ex.scene.get_object(parent).joints for b in ex._bodies(int(m.jnt_bodyid[m.joint(j).id]))}
-    boxes = [(b.min(0), b.max(0)) for b, body in zip(ex.boxes(ex.scene.obj_body_id[parent]), _box_bodies(ex, parent))
-             if body not in moving]  # the walls, not the door
+    root = ex.scene.obj_body_id[parent]
+    bodies = [int(m.geom_bodyid[g]) for g in ex.geoms(root)]  # each box's body, in the same order
+    boxes = [(b.min(0), b.max(0)) for b, body in zip(ex.boxes(root), bodies) if body not in moving]  # not the door
     over = [(lo, hi) for lo, hi in boxes if np.all(lo[:2] <= site[:2]) and np.all(site[:2] <= hi[:2])]
     if not any(site[2] < lo[2] < site[2] + 0.25 for lo, _ in over):
         return None
@@ -533,25 +540,15 @@ def _opening(ex: LiberoExpert, target: str) -> tuple[np.ndarray, float, float] |
     return None
 
 
-def _box_bodies(ex: LiberoExpert, name: str) -> list[int]:
-    """The body of each collision geom that :meth:`LiberoExpert.boxes` lists for an object, in the same order."""
-    m = ex.model
-    bodies = set(ex._bodies(ex.scene.obj_body_id[name]))
-    return [int(m.geom_bodyid[g]) for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0
-            and (m.geom_contype[g] or m.geom_conaffinity[g])]
-
-
 def _cup_handle(ex: LiberoExpert, name: str) -> tuple[np.ndarray, np.ndarray, float]:
     """A mug's handle: the centre of its collision geom furthest from the middle of them all (a mug's wall is a ring
     of small boxes), the unit horizontal direction out to it, and how far out it is."""
-    m, d = ex.model, ex.data
-    bodies = set(ex._bodies(ex.scene.obj_body_id[name]))
-    geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies and m.geom_group[g] == 0]
-    xy = np.array(d.geom_xpos[geoms])[:, :2]
+    geoms = ex.geoms(ex.scene.obj_body_id[name], colliding=False)
+    xy = np.array(ex.data.geom_xpos[geoms])[:, :2]
     middle = np.median(xy, 0)
     far = int(np.argmax(np.linalg.norm(xy - middle, axis=1)))
     out = xy[far] - middle
-    return np.array(d.geom_xpos[geoms[far]]), out / np.linalg.norm(out), float(np.linalg.norm(out))
+    return np.array(ex.data.geom_xpos[geoms[far]]), out / np.linalg.norm(out), float(np.linalg.norm(out))
 
 
 def insert(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
