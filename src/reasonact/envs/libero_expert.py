@@ -7,8 +7,9 @@ does not hold when it ends is tried again, a few times. Geometry comes from the 
 grasp rules serve every object: across its narrow side when that fits between the fingers (at the point and yaw that
 keep the open hand clear of its neighbours), by the handle when a tall object is a little too wide (a pot), else by
 its rim (on the target's side for a flat one, or wherever the open hand clears the fixtures: an open drawer over a
-bowl, which is then slid out before it is lifted). Objects are carried above whatever stands on their way; several
-objects for one area stand side by side; a drawer is closed by the fingertips of a tilted hand. A mug goes into a
+bowl, which is then slid out before it is lifted). A bowl that a drawer about to be opened would hang over is first
+dragged out of its way by the closed fingers inside it. Objects are carried above whatever stands on their way;
+several objects for one area stand side by side; a drawer is closed by the fingertips of a tilted hand. A mug goes into a
 microwave, whose roof is too low for the hand, by its handle turned outward, the hand's body kept outside.
 
 The controller is a saturated proportional one on LIBERO's delta actions (position and world-frame axis-angle),
@@ -24,7 +25,7 @@ import numpy as np
 
 FINGER_SPAN = 0.075  # metres: wider than this, an object is taken by its rim
 TALL_SPAN = 0.09  # a tall object up to this wide (its bounding box; a handle makes it look wider) is taken by its handle
-POS_GAIN = 12.0  # action per metre of error (saturates at 8 cm)
+POS_GAIN = 12.0  # action per metre of error (saturates at 8 cm); twice that to open a drawer, in free space
 ROT_GAIN = 3.0  # action per radian of error
 RETRIES = 3
 # the open hand around the point between the fingertips, in its own frame (along the fingers' closing axis, across
@@ -87,6 +88,7 @@ class LiberoExpert:
         self.home_rot = env.eef_rot()
         self.home_pos = env.eef_pos()
         self.grip = -1.0
+        self.gain = POS_GAIN
         self.tries: dict[str, int] = {}
         self.relation: dict[tuple[str, str], str] = {}  # (object, target) -> "on" or "in", from the goal
         self.plan = plan(env.goal, self)
@@ -197,7 +199,7 @@ class LiberoExpert:
     def _action(self, pos: np.ndarray, yaw: float, grip: float, R: np.ndarray | None = None) -> np.ndarray:
         """Towards ``pos`` with the hand at orientation ``R`` (default: pointing down, turned by ``yaw``)."""
         a = np.zeros(7)
-        a[:3] = np.clip((pos - self.env.eef_pos()) * POS_GAIN, -1, 1)
+        a[:3] = np.clip((pos - self.env.eef_pos()) * self.gain, -1, 1)
         a[3:6] = np.clip(self._rot_error(yaw, R) * ROT_GAIN, -1, 1)
         a[6] = grip
         return a
@@ -308,11 +310,9 @@ def _footprints(ex: LiberoExpert, obj: str) -> tuple[np.ndarray, np.ndarray, np.
     movable = len(boxes)
     for fixture in ex.scene.fixtures_dict:
         boxes += ex.boxes(ex.scene.obj_body_id[fixture])
-    grids, tops = [], []
-    for pts in boxes:
-        grids.append(_grid(pts, 7))
-        tops.append(float(pts[:, 2].max()))
-    return np.array(grids).reshape(-1, 49, 2), np.array(tops), np.arange(len(boxes)) >= movable
+    grids = np.array([_grid(pts, 7) for pts in boxes]).reshape(-1, 49, 2)
+    tops = np.array([float(pts[:, 2].max()) for pts in boxes])
+    return grids, tops, np.arange(len(boxes)) >= movable
 
 
 def _clearance(footprints: tuple[np.ndarray, np.ndarray, np.ndarray], point: np.ndarray, axis: np.ndarray) -> float:
@@ -437,21 +437,29 @@ def _free_spot(ex: LiberoExpert, obj: str, center: np.ndarray, size: np.ndarray,
     return best
 
 
-def _way_out(ex: LiberoExpert, obj: str, margin: float = 0.015) -> np.ndarray | None:
-    """The shortest level shift (of eight directions) that takes ``obj`` from under any fixture part that overhangs
-    it (an open drawer) without pushing it into anything standing beside it; None when nothing is above it."""
+def _way_out(ex: LiberoExpert, obj: str, margin: float = 0.015, coming: list | None = None,
+             gap: float | None = None) -> np.ndarray | None:
+    """The shortest level shift (of eight directions) that takes ``obj`` ``margin`` from under any fixture part that
+    overhangs it (an open drawer) -- or from the way of ``coming`` parts ((8, 3) corners: a drawer where it will be
+    once open) -- without pushing it within ``gap`` (default: ``margin``) of anything standing beside it; None when
+    nothing is in the way."""
+    gap = margin if gap is None else gap
     pts = ex.points(ex.scene.obj_body_id[obj])
     lo, hi, top, bottom = pts[:, :2].min(0), pts[:, :2].max(0), pts[:, 2].max(), pts[:, 2].min()
     above, beside = [], []
     for fixture in ex.scene.fixtures_dict:
         for box in ex.boxes(ex.scene.obj_body_id[fixture]):
             (blo, bhi) = box[:, :2].min(0), box[:, :2].max(0)
-            (above if box[:, 2].min() > top else beside if box[:, 2].max() > bottom + 0.02 else []).append((blo, bhi))
+            if box[:, 2].min() > top and coming is None:
+                above.append((blo, bhi))
+            elif box[:, 2].max() > bottom + 0.02:
+                beside.append((blo, bhi))
+    above += [(box[:, :2].min(0), box[:, :2].max(0)) for box in coming or [] if box[:, 2].max() > bottom + 0.005]
     beside += [(p[:, :2].min(0), p[:, :2].max(0)) for p in (ex.points(ex.scene.obj_body_id[o])
                                                            for o in ex.scene.objects_dict if o != obj)
                if p[:, 2].max() > bottom + 0.02]
 
-    def overlaps(shift, boxes):
+    def overlaps(shift, boxes, margin=margin):
         return any(np.all(lo + shift < bhi + margin) and np.all(blo - margin < hi + shift) for blo, bhi in boxes)
 
     if not overlaps(np.zeros(2), above):
@@ -461,7 +469,7 @@ def _way_out(ex: LiberoExpert, obj: str, margin: float = 0.015) -> np.ndarray | 
         u = np.array([np.cos(angle), np.sin(angle)])
         for dist in np.arange(0.01, 0.16, 0.01):
             if not overlaps(u * dist, above):
-                if not overlaps(u * dist, beside) and (best is None or dist < np.linalg.norm(best)):
+                if not overlaps(u * dist, beside, gap) and (best is None or dist < np.linalg.norm(best)):
                     best = u * dist
                 break
     return best
@@ -477,6 +485,8 @@ def pick_place(ex: LiberoExpert, obj: str, target: str) -> Iterator[np.ndarray]:
         yaw = yaw + np.pi / 2 if s.length <= FINGER_SPAN else yaw
     above = np.array([*grasp[:2], max(grasp[2] + 0.10, _neighbours_top(ex, obj, grasp[:2]) + 0.03)])
     yield from ex.gripper(-1.0, 4, ex.yaw_now())
+    if np.linalg.norm(ex._rot_error(ex.yaw_now())) > 0.3:  # still turned to a drawer's handle: straightened first
+        yield from ex.move(ex.env.eef_pos(), ex.yaw_now(), tol=0.02, max_steps=30)
     travel = _neighbours_top(ex, obj, ex.env.eef_pos(), 0.06, to=grasp, fixtures=True) + 0.03
     if travel > above[2]:  # an open drawer on the way: over it
         yield from ex.move([*ex.env.eef_pos()[:2], max(travel, ex.env.eef_pos()[2])], ex.yaw_now(), tol=0.02,
@@ -643,6 +653,38 @@ def _leading_point(ex: LiberoExpert, body: int, direction: np.ndarray) -> np.nda
     return pts[proj >= proj.max() - 0.012].mean(0)
 
 
+def _clear_way(ex: LiberoExpert, jid: int, props: dict) -> Iterator[np.ndarray]:
+    """Before a drawer is pulled open: each object with a hollow (a bowl) that the open drawer would hang over, or
+    run into, is dragged out of its way by the closed fingers inside it, pushing its far wall; the hand is then
+    free to take it by its rim, from above, once the drawer is open."""
+    q = _qpos(ex, jid)
+    far = max(props["default_open_ranges"], key=lambda x: abs(x - q))  # the most the drawer may travel
+    shift = _world_axis(ex, jid) * (far - q + np.sign(far - q) * 0.01)
+    coming = [box + shift for box in ex.boxes(int(ex.model.jnt_bodyid[jid]))]
+    for obj in dict.fromkeys(o for o, _ in ex.relation):  # the objects the plan picks up
+        s = ex.shape(obj)
+        if s.width <= FINGER_SPAN or s.height > 0.08:  # no hollow for the fingers to push from inside
+            continue
+        out = _way_out(ex, obj, margin=0.02, coming=coming, gap=0.008)
+        if out is None:
+            continue
+        u = out / np.linalg.norm(out)
+        start = np.array([*(s.center[:2] + u * 0.01), s.bottom + 0.025])
+        footprints = _footprints(ex, obj)  # the closed fingers push either way round: the hand turned clearest
+        axis = max((_rotate(u, a) for a in np.radians(np.arange(0, 180, 22.5))),
+                   key=lambda a: _clearance(footprints, start, a))
+        yaw = ex.yaw_for(axis)
+        travel = _neighbours_top(ex, obj, ex.env.eef_pos(), 0.06, to=start) + 0.03
+        ex.grip = 1.0
+        yield from ex.move([*start[:2], max(travel, s.top + 0.03)], yaw, tol=0.03, max_steps=40)
+        yield from ex.move(start, yaw, tol=0.012, max_steps=40)
+        inner = min(s.width, s.length) / 2 - 0.025  # from there to the inside of the far wall
+        yield from ex.move(start + np.array([*(u * (inner + np.linalg.norm(out) + 0.01)), 0]), yaw, tol=0.02,
+                           max_steps=40)
+        ex.grip = -1.0  # opened on the way up, for the drawer's handle
+        yield from ex.move(ex.env.eef_pos() + np.array([0, 0, s.height]), yaw, tol=0.025, max_steps=30)
+
+
 def _approach(ex: LiberoExpert, pos: np.ndarray, yaw: float, clearance: float = 0.08,
               R: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Up (to clear what is around), across, and down to ``pos``, turning the hand to ``yaw`` (or to ``R``) on the
@@ -655,6 +697,15 @@ def _approach(ex: LiberoExpert, pos: np.ndarray, yaw: float, clearance: float = 
 
 def slide(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
     """Open a drawer by its handle (pinched from above, pulled) or close it (pushed at its front)."""
+    if kind == "open":  # nothing held, nothing delicate on the way: briskly
+        ex.gain = 2 * POS_GAIN
+    try:
+        yield from _slide(ex, name, kind)
+    finally:
+        ex.gain = POS_GAIN
+
+
+def _slide(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
     jid, props = _joint(ex, name)
     goal = _joint_target(props, kind)
     axis = _world_axis(ex, jid)
@@ -673,7 +724,9 @@ def slide(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
         bar = outward + along * 0.005 - np.array([0, 0, 0.015])
         front = bar - along * 0.08
         yield from ex.gripper(1.0, 3, ex.yaw_now())
-    if pull:  # turned on the way, the hand reaches 12 cm lower: it travels that far above what stands on its way
+    if pull:  # a bowl where the open drawer will hang over it is dragged out of the way first; then the hand,
+        yield from _clear_way(ex, jid, props)
+        # turned on the way, the hand reaches 12 cm lower: it travels that far above what stands on its way
         high = _neighbours_top(ex, "", ex.env.eef_pos(), 0.13, to=front) + 0.12
         yield from _approach(ex, front, yaw, clearance=max(0.06, high - front[2]), R=R)
     else:  # it comes from above the drawer it has just filled: turned only once in front of it
