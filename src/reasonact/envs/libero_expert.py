@@ -724,8 +724,8 @@ def _slide(ex: LiberoExpert, name: str, kind: str) -> Iterator[np.ndarray]:
         bar = outward + along * 0.005 - np.array([0, 0, 0.015])
         front = bar - along * 0.08
         yield from ex.gripper(1.0, 3, ex.yaw_now())
-    if pull:  # a bowl where the open drawer will hang over it is dragged out of the way first; then the hand,
-        yield from _clear_way(ex, jid, props)
+    if pull:
+        yield from _clear_way(ex, jid, props)  # first a bowl the open drawer would hang over
         # turned on the way, the hand reaches 12 cm lower: it travels that far above what stands on its way
         high = _neighbours_top(ex, "", ex.env.eef_pos(), 0.13, to=front) + 0.12
         yield from _approach(ex, front, yaw, clearance=max(0.06, high - front[2]), R=R)
