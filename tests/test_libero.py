@@ -12,6 +12,7 @@ import pytest
 
 import reasonact
 from reasonact.envs import EVAL_SEED_BASE, project, resolve_tasks, simulator_name, task_text
+from reasonact.envs.base import start_offset
 from reasonact.envs.libero import SUITES, LiberoEnv, suite_tasks
 
 pytestmark = pytest.mark.sim
@@ -118,6 +119,20 @@ def test_the_scripted_expert_succeeds_and_its_points_follow_the_task(env):
     assert success and env.elapsed_steps < env.max_steps
     points = obs["privileged"]["points"]  # the bowl, now on the plate
     assert np.linalg.norm(points[0][:2] - points[1][:2]) < 0.03
+
+
+def test_start_jitter_moves_the_hand_and_the_expert_still_succeeds(env):
+    home = env.reset(2)
+    obs = env.reset(2, start_jitter=0.1)
+    np.testing.assert_allclose(obs["privileged"]["points"], home["privileged"]["points"], atol=1e-3)
+    np.testing.assert_allclose(obs["ee_pos"] - home["ee_pos"], start_offset(2, 0.1), atol=0.003)
+    assert env.elapsed_steps == 0 and np.abs(start_offset(2, 0.1)).max() > 0.02
+    success = False
+    for _ in range(env.max_steps):
+        obs, success, done = env.step(env.expert_action())
+        if done:
+            break
+    assert success
 
 
 @pytest.mark.parametrize("suite,index,init", [

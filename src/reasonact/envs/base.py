@@ -18,6 +18,13 @@ PROPRIO_DIMS = 4
 EVAL_SEED_BASE = 1_000_000
 
 
+def start_offset(seed: int, jitter: float) -> np.ndarray:
+    """Where a collected episode starts the hand, relative to the task's start: up to ``jitter`` metres in x and y
+    and half of it in z, drawn from the layout's seed (so that a demonstration's hand position alone does not say
+    where the task's object is)."""
+    return np.random.default_rng([int(seed), 1]).uniform(-1, 1, 3) * jitter * np.array([1.0, 1.0, 0.5])
+
+
 class Observation(TypedDict, total=False):
     rgb: np.ndarray  # (H, W, 3) uint8, upright
     depth: np.ndarray  # (H, W) float32, metres along the optical axis

@@ -30,7 +30,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from .base import EVAL_SEED_BASE, Observation, check_render_args, parse_views  # noqa: E402
+from .base import EVAL_SEED_BASE, Observation, check_render_args, parse_views, start_offset  # noqa: E402
 from .render import ViewRenderer  # noqa: E402
 
 SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
@@ -45,7 +45,9 @@ STATE_MODES = {"proprio": 10}
 DEFAULT_STATE_MODE = "proprio"
 STANDARD_INIT_STATES = 50
 SETTLE_STEPS = 10
+START_MOVE_STEPS = 60  # at most this many steps to bring the hand to a jittered start (reset's start_jitter)
 NOOP = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
+MAX_STEP_M = 0.05  # the hand's position change an action of 1 asks for (robosuite's OSC_POSE output limit)
 ACTION_SPACE = "libero-osc-pose-delta+gripper"
 ROBOT = "panda"
 FPS = 20  # actions per second (robosuite's control frequency)
@@ -273,9 +275,8 @@ class LiberoEnv:
     # -- protocol ---------------------------------------------------------------------------------
     def reset(self, seed: int, *, start_jitter: float = 0.0) -> Observation:
         """Seeds ``EVAL_SEED_BASE + k`` (k < 50): the k-th standard init state; any other seed: a layout drawn from
-        the task's placement regions. ``start_jitter`` is not supported (LIBERO's robot always starts at home)."""
-        if start_jitter:
-            raise ValueError("start_jitter is implemented for Meta-World only")
+        the task's placement regions. ``start_jitter`` > 0 then moves the hand from LIBERO's start by an offset
+        drawn from the seed (:func:`reasonact.envs.base.start_offset`) before the episode's first step."""
         seed = int(seed)
         k = seed - EVAL_SEED_BASE
         np.random.seed(seed % 2**32)  # robosuite's placement samplers draw from numpy's global generator
@@ -293,10 +294,23 @@ class LiberoEnv:
             self._robot.gripper.current_action = self._fresh_grip.copy()
             for _ in range(SETTLE_STEPS):
                 self._env.step(NOOP)
+            if start_jitter > 0:
+                self._move_hand(self.eef_pos() + start_offset(seed, start_jitter))
         self._t = 0
         self._ready = True
         self._expert = None
         return self._observe()
+
+    def _move_hand(self, target: np.ndarray, tolerance: float = 0.002) -> None:
+        """Steps the hand to ``target`` (fingers open, orientation held) until it is there and at rest: not part
+        of the episode (its steps are not counted or recorded)."""
+        last = self.eef_pos()
+        for _ in range(START_MOVE_STEPS):
+            self._env.step(np.concatenate([np.clip((target - last) / MAX_STEP_M, -1.0, 1.0), NOOP[3:]]))
+            now = self.eef_pos()
+            if np.linalg.norm(target - now) < tolerance and np.linalg.norm(now - last) < tolerance / 4:
+                break
+            last = now
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool, bool]:
         if not self._ready:

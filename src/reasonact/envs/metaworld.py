@@ -16,7 +16,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from .base import Observation, check_render_args, parse_views  # noqa: E402
+from .base import Observation, check_render_args, parse_views, start_offset  # noqa: E402
 from .instructions import METAWORLD_TEXT  # noqa: E402
 from .perturb import ScenePerturber, parse_perturb  # noqa: E402
 from .render import ViewRenderer  # noqa: E402
@@ -162,7 +162,7 @@ class MetaWorldEnv:
             self._home = np.array(env.hand_init_pos, dtype=np.float64)
         offset = np.zeros(3)
         if start_jitter > 0:
-            offset = np.random.default_rng([int(seed), 1]).uniform(-1, 1, 3) * start_jitter * np.array([1, 1, 0.5])
+            offset = start_offset(seed, start_jitter)
         env.hand_init_pos = self._home + offset
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
