@@ -3,6 +3,9 @@ for 1 and N worker processes at 128x128, on Meta-World or a LIBERO suite.
 
     python benchmarks/collect.py [--workers 1,2] [--episodes 4] [--resolution 128]
     python benchmarks/collect.py --suite libero_spatial --tasks 0,1 --episodes 2   # writes collect_libero_spatial.json
+
+LIBERO is measured with its standard rendering and with ``--fast-render`` (no multisampling, simplified meshes for
+the fixed cameras), and without rendering.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ def main() -> None:
     tasks = resolve_tasks(a.suite, a.tasks)
     rows = []
     # Simulator alone (one process): step + RGB + depth render of the default views, no encoding; for LIBERO also
-    # physics and the expert without any rendering.
-    for render in (True, False) if libero else (True,):
-        env = make_env("push-v3" if not libero else tasks[0], resolution=a.resolution,
-                       **({"render": render} if libero else {}))
+    # with --fast-render, and physics and the expert without any rendering.
+    modes = {"": {}, ", fast render": {"fast_render": True}, ", no rendering": {"render": False}}
+    for mode, kwargs in modes.items() if libero else [("", {})]:
+        env = make_env("push-v3" if not libero else tasks[0], resolution=a.resolution, **kwargs)
         env.reset(0)
         n, t0 = 0, time.perf_counter()
         while n < 300:
@@ -50,14 +53,15 @@ def main() -> None:
                 env.reset(n)
         sim_fps = n / (time.perf_counter() - t0)
         env.close()
-        what = "simulator only, 1 process" + ("" if render else ", no rendering")
-        rows.append({"setup": what, "workers": 1, "frames": n, "seconds": n / sim_fps, "frames_per_s": sim_fps})
-    for w in [int(x) for x in a.workers.split(",")]:
-        with tempfile.TemporaryDirectory() as d:
-            s = collect(Path(d) / "ds", suite=a.suite, tasks=tasks, episodes_per_task=a.episodes,
-                        resolution=a.resolution, workers=w, progress=False)
-            rows.append({"setup": "reasonact collect", "workers": w, "frames": s.frames, "seconds": s.seconds,
-                         "frames_per_s": s.frames / s.seconds})
+        rows.append({"setup": "simulator only, 1 process" + mode, "workers": 1, "frames": n, "seconds": n / sim_fps,
+                     "frames_per_s": sim_fps})
+    for fast in (False, True) if libero else (False,):
+        for w in [int(x) for x in a.workers.split(",")]:
+            with tempfile.TemporaryDirectory() as d:
+                s = collect(Path(d) / "ds", suite=a.suite, tasks=tasks, episodes_per_task=a.episodes,
+                            resolution=a.resolution, workers=w, progress=False, fast_render=fast)
+                rows.append({"setup": "reasonact collect" + (" --fast-render" if fast else ""), "workers": w,
+                             "frames": s.frames, "seconds": s.seconds, "frames_per_s": s.frames / s.seconds})
     report("collect" if not libero else f"collect_{a.suite}", rows, ["setup", "workers", "frames", "seconds", "frames_per_s"],
            extra={"resolution": a.resolution, "suite": a.suite, "tasks": tasks, "episodes_per_task": a.episodes}, out=a.out)
 

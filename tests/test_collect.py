@@ -264,7 +264,8 @@ def test_a_task_the_expert_keeps_failing_is_given_up_and_not_retried(tmp_path, m
     assert distance_to_path(ee, ours).mean() > 0.03  # which is not this layout's own
     for bad, match in ((dict(expert="path", path_hold=-1), "non-negative"), (dict(path_hold=5), "path episodes"),
                        (dict(expert="path", path_heights="up"), "hand, random"),
-                       (dict(expert="path", path_settle=True), "path_hold > 0"), (dict(path_heights="random"), "random-path")):
+                       (dict(expert="path", path_settle=True), "path_hold > 0"), (dict(path_heights="random"), "random-path"),
+                       (dict(fast_render=True), "for LIBERO")):
         with pytest.raises(ValueError, match=match):
             collect(out, suite="reach-v3", episodes_per_task=1, resolution=32, workers=1, progress=False, **bad)
 
@@ -294,18 +295,21 @@ def test_cli_refuses_a_directory_with_other_settings(tiny_dataset):
     assert (tiny_dataset / "meta" / "info.json").read_bytes() == info_before
 
 
-def test_a_dataset_from_before_start_jitter_counts_as_unjittered(tiny_dataset):
+def test_a_dataset_from_before_start_jitter_and_fast_render_counts_as_without_them(tiny_dataset):
     from reasonact.data.format import check_settings
 
     info = json.loads((tiny_dataset / "meta" / "info.json").read_text())
     settings = {k: info[k] for k in ("env", "suite", "resolution", "camera", "state_mode", "seed")}
-    assert info["start_jitter"] == 0.0
-    legacy = {k: v for k, v in info.items() if k != "start_jitter"}
+    assert info["start_jitter"] == 0.0 and info["fast_render"] is False
+    legacy = {k: v for k, v in info.items() if k not in ("start_jitter", "fast_render")}
     (tiny_dataset / "meta" / "info.json").write_text(json.dumps(legacy))
     try:
+        settings["fast_render"] = False
         assert check_settings(tiny_dataset, {**settings, "start_jitter": 0.0}) is not None
         with pytest.raises(DatasetError, match="start_jitter: 0.0 there, 0.1 asked"):
             check_settings(tiny_dataset, {**settings, "start_jitter": 0.1})
+        with pytest.raises(DatasetError, match="fast_render: False there, True asked"):
+            check_settings(tiny_dataset, {**settings, "start_jitter": 0.0, "fast_render": True})
     finally:
         (tiny_dataset / "meta" / "info.json").write_text(json.dumps(info))
 

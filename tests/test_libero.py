@@ -121,6 +121,30 @@ def test_the_scripted_expert_succeeds_and_its_points_follow_the_task(env):
     assert np.linalg.norm(points[0][:2] - points[1][:2]) < 0.03
 
 
+def test_fast_render_draws_the_same_scene_from_fewer_triangles(env):
+    import copy
+
+    from reasonact.envs.render import simplify_meshes
+
+    model = copy.deepcopy(env.sim.model._model)
+    collision = model.geom_group == 0
+    before, after = simplify_meshes(model, 0.005)
+    assert after < before / 2  # the visual meshes
+    ids = model.geom_dataid[collision & (model.geom_type == 7)]  # mjGEOM_MESH: collision meshes are left whole
+    np.testing.assert_array_equal(model.mesh_facenum[ids], env.sim.model._model.mesh_facenum[ids])
+    fast = LiberoEnv(SPATIAL_0, resolution=64, fast_render=True)
+    try:
+        a, b = env.reset(EVAL_SEED_BASE + 2), fast.reset(EVAL_SEED_BASE + 2)
+        np.testing.assert_allclose(a["state"], b["state"], atol=1e-6)
+        for key in ("rgb", "wrist"):
+            x = (a["rgb"] if key == "rgb" else a["images"]["robot0_eye_in_hand"]).astype(float)
+            y = (b["rgb"] if key == "rgb" else b["images"]["robot0_eye_in_hand"]).astype(float)
+            assert 0 < np.abs(x - y).mean() < 6, key  # drawn differently, showing the same scene
+        np.testing.assert_array_equal(a["cameras"]["agentview"][1], b["cameras"]["agentview"][1])
+    finally:
+        fast.close()
+
+
 def test_start_jitter_moves_the_hand_and_the_expert_still_succeeds(env):
     home = env.reset(2)
     obs = env.reset(2, start_jitter=0.1)
@@ -176,13 +200,15 @@ def test_libero_refuses_meta_world_only_options():
 def test_debug_collect_train_eval_on_one_libero_task(tmp_path):
     data = tmp_path / "data"
     summary = reasonact.collect(data, suite="libero_spatial", tasks="0", episodes_per_task=2, resolution=32,
-                                workers=2, progress=False)
+                                workers=2, progress=False, fast_render=True, start_jitter=0.05)
     info = json.loads((data / "meta" / "info.json").read_text())
     assert summary.new_episodes == 2 and info["env"] == "libero" and info["robot_type"] == "panda"
+    assert info["fast_render"] is True and info["start_jitter"] == 0.05
     assert info["action_dim"] == 7 and info["state_dim"] == 10
     assert all(s < EVAL_SEED_BASE for s in info["seeds"][SPATIAL_0])  # training layouts are drawn, not standard
     run = reasonact.train(data, tmp_path / "run", config="debug", steps=2, batch_size=4, progress=False,
                           reasoning="trace")
+    assert reasonact.load_policy(run).info.fast_render  # so its evaluation renders as its data was rendered
     report = reasonact.evaluate(run, tmp_path / "ev", suite="libero_spatial", tasks="0", episodes_per_task=2,
                                 workers=2, max_steps=12, progress=False)
     task = report["tasks"][SPATIAL_0]

@@ -52,6 +52,7 @@ class DataSettings:
     seeds: dict = field(default_factory=dict)  # task -> every layout collection used or tried
     frames: int = 0
     episodes: int = 0
+    fast_render: bool = False  # LIBERO frames collected with --fast-render
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -64,7 +65,7 @@ class DataSettings:
         return cls(path=str(Path(ds.root).resolve()), tasks=tuple(ds.task_names), resolution=ds.resolution,
                    camera=i.get("camera", "corner2"), state_mode=i.get("state_mode", "goal"),
                    env=i.get("env", "metaworld"), suite=i.get("suite", ""), seeds=ds.seeds(), frames=len(ds),
-                   episodes=len(ds.episodes))
+                   episodes=len(ds.episodes), fast_render=bool(i.get("fast_render", False)))
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class RunSpec:
                           reasoning=s.reasoning, blocks=s.blocks, horizon=s.horizon, action_dim=s.action_dim,
                           state_dim=s.state_dim, tasks=d.tasks, env=d.env, camera=d.camera, state_mode=d.state_mode,
                           steer_trained=self.steer_trained, trace_points=s.trace_points, trace_depth=s.trace_depth,
-                          trace_span=self.train.trace_span, training_seeds={t: list(v) for t, v in d.seeds.items()})
+                          trace_span=self.train.trace_span, training_seeds={t: list(v) for t, v in d.seeds.items()},
+                          fast_render=d.fast_render)
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self.data, f.name) for f in fields(DataSettings)}

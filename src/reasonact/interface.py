@@ -59,6 +59,7 @@ class PolicyInfo:
     trace_points: int = 5
     trace_depth: bool = False  # each trace point carries its depth (a given trace may be (M, 3): pixels, metres)
     trace_span: float | None = None  # metres of the path ahead a trace covers (None: to the episode's end)
+    fast_render: bool = False  # LIBERO: trained on frames collected with --fast-render (evaluated the same way)
     training_seeds: dict = field(default_factory=dict)  # task -> layouts used for training: never evaluate on them
     default_diffusion_steps: int = DEFAULT_DIFFUSION_STEPS
 

@@ -80,9 +80,9 @@ def _worker_init() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def _get_env(task: str, resolution: int, camera: str, state_mode: str):
+def _get_env(task: str, resolution: int, camera: str, state_mode: str, fast_render: bool = False):
     global _WORKER_ENV
-    key = (task, resolution, camera, state_mode)
+    key = (task, resolution, camera, state_mode, fast_render)
     if _WORKER_ENV is not None and _WORKER_ENV[0] == key:
         return _WORKER_ENV[1]
     if _WORKER_ENV is not None:
@@ -90,21 +90,22 @@ def _get_env(task: str, resolution: int, camera: str, state_mode: str):
         _WORKER_ENV = None
     from ..envs import make_env
 
-    env = make_env(task, resolution=resolution, camera=camera, state_mode=state_mode)
+    env = make_env(task, resolution=resolution, camera=camera, state_mode=state_mode,
+                   **({"fast_render": True} if fast_render else {}))
     _WORKER_ENV = (key, env)
     return env
 
 
 def run_expert_episode(task: str, seed: int, resolution: int, camera: str, state_mode: str,
                        expert: str = "task", start_jitter: float = 0.0, path_hold: int = 0,
-                       path_heights: str = "hand", path_settle: bool = False) -> dict:
+                       path_heights: str = "hand", path_settle: bool = False, fast_render: bool = False) -> dict:
     """Roll out one layout with the task's scripted expert (``expert="task"``), along a random path
     (``"path"``, see :mod:`reasonact.envs.paths`; its waypoints at the hand's starting height,
     ``path_heights="hand"``, or at random heights, ``"random"``, or at random heights from the table up,
     ``"full"``), along a short random path (``"short"``: :data:`~reasonact.envs.paths.SHORT_PATHS`, the same
     heights) or along the expert's path on another layout (``"donor"``), staying ``path_hold`` steps at a
     path's end (``path_settle``: servoing onto it meanwhile); frames are PNG-encoded here, in the worker."""
-    env = _get_env(task, resolution, camera, state_mode)
+    env = _get_env(task, resolution, camera, state_mode, fast_render)
     if expert == "donor":  # the other layout's demonstration first: it leaves the simulator on that layout
         donor, grippers, ok = env.expert_path(donor_seed(seed), start_jitter=start_jitter)
         if not ok:
@@ -171,7 +172,7 @@ def _open(root: Path, settings: dict, task_list: list[str]) -> list[str]:
 
 
 def _simulator_settings(suite: str, tasks, resolution: int, camera: str | None, state_mode: str | None, expert: str,
-                        start_jitter: float) -> tuple[str, list[str], str, str]:
+                        fast_render: bool = False) -> tuple[str, list[str], str, str]:
     """(simulator name, tasks, cameras normalised, state mode) for a suite, defaults filled in, or a clear error."""
     from ..envs import simulator, simulator_name
 
@@ -182,6 +183,8 @@ def _simulator_settings(suite: str, tasks, resolution: int, camera: str | None, 
     name = simulator_name(suite)
     if name == "libero" and expert != "task":
         raise ValueError(f"--expert {expert} is implemented for Meta-World only")
+    if name != "libero" and fast_render:
+        raise ValueError("--fast-render is for LIBERO's scenes (Meta-World's already render fast)")
     return name, task_list, ",".join(sim.parse_cameras(camera)), state_mode  # cameras: as the dataset records them
 
 
@@ -231,6 +234,7 @@ def collect(
     path_heights: str = "hand",
     path_settle: bool = False,
     task_episodes: dict[str, int] | None = None,
+    fast_render: bool = False,
     progress: bool = True,
 ) -> CollectSummary:
     """Collect (or resume, or extend) a dataset of successful episodes: ``episodes_per_task`` of the given
@@ -240,9 +244,10 @@ def collect(
     ``"short"``: a few centimetres of one; ``"donor"``: the expert's path on another layout, followed in this one.
     Path episodes teach steering; the hand stays ``path_hold`` steps at a path's end (``path_settle``: closing on it).
     ``start_jitter`` (metres) starts each hand at a random offset from its home, so that where the hand is says
-    nothing about where the object is. ``camera``, ``state_mode``: the simulator's by default."""
+    nothing about where the object is. ``camera``, ``state_mode``: the simulator's by default. ``fast_render``:
+    LIBERO's cheaper frames (:class:`~reasonact.envs.libero.LiberoEnv`), which its policies are evaluated with."""
     sim_name, task_list, camera, state_mode = _simulator_settings(suite, tasks, resolution, camera, state_mode,
-                                                                 expert, start_jitter)
+                                                                 expert, fast_render)
     task_episodes = dict(task_episodes or {})
     _check_counts(expert, episodes_per_task, task_episodes, task_list, seed, start_jitter, path_hold,
                   path_heights, path_settle)
@@ -254,8 +259,9 @@ def collect(
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"--out {root} is a file; a dataset is a directory: choose another --out")
-    all_tasks = _open(root, {"env": sim_name, "suite": suite, "resolution": resolution, "camera": camera,
-                             "state_mode": state_mode, "seed": seed, "start_jitter": float(start_jitter)}, task_list)
+    settings = dict(env=sim_name, suite=suite, resolution=resolution, camera=camera, state_mode=state_mode,
+                    seed=seed, start_jitter=float(start_jitter), fast_render=bool(fast_render))
+    all_tasks = _open(root, settings, task_list)
     existing = existing_episodes(root)
     tried, have, n_failed = _so_far(existing, read_failures(root), expert)
 
@@ -311,7 +317,7 @@ def collect(
         return task, next(streams[task])
 
     args = (resolution, camera, state_mode, expert, float(start_jitter), int(path_hold), path_heights,
-            bool(path_settle))
+            bool(path_settle), bool(fast_render))
     try:
         if workers == 1 or total_needed <= 1:
             _run_here(jobs, handle, args, gave_up)
@@ -323,17 +329,9 @@ def collect(
             _close_local_env()
 
     frames = finalize(root)
-    return CollectSummary(
-        out=root,
-        episodes={t: have[t] for t in all_tasks},
-        new_episodes=new_episodes,
-        failures=dict(new_failures),
-        frames=frames,
-        seconds=time.time() - t0,
-        gave_up=gave_up,
-        failures_before_giving_up={t: n_failed[t] for t in gave_up},
-        expert=expert,
-    )
+    return CollectSummary(out=root, episodes={t: have[t] for t in all_tasks}, new_episodes=new_episodes,
+                          failures=dict(new_failures), frames=frames, seconds=time.time() - t0, gave_up=gave_up,
+                          failures_before_giving_up={t: n_failed[t] for t in gave_up}, expert=expert)
 
 
 

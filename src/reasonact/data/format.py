@@ -32,8 +32,9 @@ EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # an image as LeRobot (Hugging Face) stores it
 DEPTH = pa.list_(pa.list_(pa.uint16()))  # (H, W) rows, DEPTH_SCALE metres per unit
 # Settings that must match for two collections to share a directory.
-SETTING_KEYS = ("env", "suite", "resolution", "camera", "state_mode", "seed", "start_jitter")
-SETTING_DEFAULTS = {"start_jitter": 0.0}  # what a dataset written before the key existed was collected with
+SETTING_KEYS = ("env", "suite", "resolution", "camera", "state_mode", "seed", "start_jitter", "fast_render")
+# what a dataset written before the key existed was collected with
+SETTING_DEFAULTS = {"start_jitter": 0.0, "fast_render": False}
 
 
 def fps_of(root: Path) -> int:

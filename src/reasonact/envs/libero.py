@@ -45,6 +45,10 @@ STATE_MODES = {"proprio": 10}
 DEFAULT_STATE_MODE = "proprio"
 STANDARD_INIT_STATES = 50
 SETTLE_STEPS = 10
+# fast_render's mesh simplification for the fixed cameras (metres): LIBERO's scenes hold ~300,000 visual triangles
+# (a bowl 42,522), which a CPU renderer pays for in every frame; at this cell a bowl seen from agentview at 128 px
+# looks the same. The wrist camera, which comes within centimetres of the objects, keeps the full meshes.
+FAST_RENDER_CELL = 0.005
 START_MOVE_STEPS = 60  # at most this many steps to bring the hand to a jittered start (reset's start_jitter)
 NOOP = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
 MAX_STEP_M = 0.05  # the hand's position change an action of 1 asks for (robosuite's OSC_POSE output limit)
@@ -228,7 +232,8 @@ class LiberoEnv:
     action_dim = 7
 
     def __init__(self, task: str, *, resolution: int = 128, camera: str | None = None, state_mode: str | None = None,
-                 render_depth: bool = True, max_steps: int | None = None, perturb=None, render: bool = True):
+                 render_depth: bool = True, max_steps: int | None = None, perturb=None, render: bool = True,
+                 fast_render: bool = False):
         if perturb:
             raise ValueError("--perturb is implemented for Meta-World only; LIBERO's own variations are its suites")
         table = task_table()
@@ -247,6 +252,7 @@ class LiberoEnv:
         self.state_mode = state_mode or DEFAULT_STATE_MODE
         self.state_dim = STATE_MODES[self.state_mode]
         self.render_depth = render_depth
+        self.fast_render = bool(fast_render)
         self.max_steps = max_steps or SUITE_MAX_STEPS[self.suite]
         t = bench.get_task(self.task_index)
         bddl = str(lib["bddl_root"] / t.problem_folder / t.bddl_file)
@@ -266,8 +272,11 @@ class LiberoEnv:
         self._fresh_grip = np.array(self._robot.gripper.current_action, dtype=np.float64)
         model = self._env.sim.model._model
         # group 0: robosuite's collision meshes. render=False: no images at all (experts' own benchmarks).
+        # fast_render: no multisampling, and the fixed cameras draw meshes simplified at FAST_RENDER_CELL.
+        fixed = tuple(v for v in self.views if v not in WRIST_CAMERAS) if fast_render else ()
         self._render = ViewRenderer(model, {v: model.camera(v).id for v in self.views}, resolution,
-                                    hidden_groups=(0,)) if render else None
+                                    hidden_groups=(0,), antialias=not fast_render, coarse_views=fixed,
+                                    coarse_cell=FAST_RENDER_CELL) if render else None
         self._expert = None
         self._t = 0
         self._ready = False

@@ -201,6 +201,8 @@ def rollout(
                   "render_depth": False, "max_steps": max_steps}
     if perturb:
         env_kwargs["perturb"] = perturb
+    if info.fast_render:
+        env_kwargs["fast_render"] = True
     if env_factory is None:
         from ..envs import make_env as env_factory
 

@@ -59,7 +59,7 @@ class ConsoleSession:
         self.execute = execute or info.horizon
         self.diffusion_steps = diffusion_steps
         self.env = make_env(task, resolution=info.resolution, camera=info.camera, state_mode=state_mode,
-                            render_depth=False)
+                            render_depth=False, **({"fast_render": True} if info.fast_render else {}))
         used = set(info.training_seeds.get(task, []))
         self._seeds = iter(held_out_seeds(10_000, used, CONSOLE_SEED_BASE))
         self.drawn: np.ndarray | None = None
