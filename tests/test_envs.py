@@ -208,3 +208,36 @@ def test_perturbations_are_checked():
         parse_perturb("camera=far")
     with pytest.raises(ValueError, match="from 0 to 0.5"):
         parse_perturb("camera=2")
+
+
+def _scene_with_a_mesh_and_a_site():
+    import mujoco
+
+    corners = " ".join(f"{x} {y} {z}" for x in (-.1, .1) for y in (-.1, .1) for z in (-.1, .1))
+    return mujoco.MjModel.from_xml_string(f"""
+<mujoco><asset><mesh name="box" vertex="{corners}"/></asset>
+  <worldbody><light pos="0 0 2"/><camera name="eye" pos="0 -1 0.3" xyaxes="1 0 0 0 0.3 1"/>
+    <geom type="mesh" mesh="box" group="1" contype="0" conaffinity="0" rgba=".8 .2 .2 1"/>
+    <site name="mark" pos="0.15 0 0" size="0.05" rgba="0 1 0 1"/></worldbody></mujoco>""")
+
+
+def test_coarse_views_follow_the_models_colours_as_the_simulator_changes_them():
+    import mujoco
+
+    from reasonact.envs.render import ViewRenderer
+
+    model = _scene_with_a_mesh_and_a_site()
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    full = ViewRenderer(model, {"eye": 0}, 64)
+    coarse = ViewRenderer(model, {"eye": 0}, 64, coarse_views=("eye",))  # a box's corners: nothing to merge
+    try:
+        np.testing.assert_array_equal(coarse.image(data, "eye"), full.image(data, "eye"))
+        model.site_rgba[0, 3] = 0.0  # hidden after the renderers were made, as robosuite hides its sites at reset
+        model.geom_rgba[0] = (0.2, 0.2, 0.8, 1.0)
+        shown = full.image(data, "eye")
+        np.testing.assert_array_equal(coarse.image(data, "eye"), shown)
+        assert shown[..., 2].max() > 150 and shown[..., 1].max() < 150  # blue box, no green site
+    finally:
+        full.close()
+        coarse.close()

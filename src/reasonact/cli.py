@@ -134,7 +134,7 @@ def _add_collect(sub) -> None:
                         "(random) or 2-35 cm, the heights the tasks' demonstrations span (full)")
     p.add_argument("--fast-render", action="store_true",
                    help="LIBERO: render without multisampling and, for the fixed cameras, from meshes simplified to "
-                        "5 mm (the wrist camera keeps the full meshes); about twice as fast on a CPU. Recorded in the "
+                        "5 mm (the wrist camera keeps the full meshes); frames twice as fast on a CPU. Recorded in the "
                         "dataset: its policies are evaluated with the same rendering")
 
     def run(a):

@@ -13,6 +13,10 @@ import numpy as np
 
 from .camera import intrinsics_from_fovy
 
+# Model fields a frame depends on that a simulator may change after the model is built (colours, lights, cameras).
+SYNCED = ("geom_rgba", "site_rgba", "mat_rgba", "light_active", "light_pos", "light_dir", "light_ambient",
+          "light_diffuse", "light_specular", "cam_pos", "cam_quat", "cam_fovy")
+
 
 def simplify_meshes(model, cell: float) -> tuple[int, int]:
     """Coarsen ``model``'s visual-only meshes (no collisions) in place for rendering: vertices within the same
@@ -49,7 +53,8 @@ class ViewRenderer:
     ``hidden_groups``: geom groups left out of the picture (e.g. collision meshes). ``antialias=False`` turns
     off multisampling; ``coarse_views`` are drawn from a copy of the model whose visual meshes are simplified at
     ``coarse_cell`` metres (:func:`simplify_meshes`): both cheaper on a CPU renderer, whose cost is the meshes'
-    triangles. The copy does not follow later changes to the model's lights, materials or cameras."""
+    triangles. Before each of its frames the copy takes the model's colours, lights and cameras (``SYNCED``), which
+    simulators change as they run (robosuite hides its sites at reset, perturbations recolour)."""
 
     def __init__(self, model, views: dict[str, int], resolution: int, hidden_groups: tuple[int, ...] = (),
                  antialias: bool = True, coarse_views: tuple[str, ...] = (), coarse_cell: float = 0.005):
@@ -65,11 +70,11 @@ class ViewRenderer:
         if not antialias:
             model.vis.quality.offsamples = 0
         self._renderer = self._make(model, resolution)
-        self._coarse = None
+        self._coarse = self._coarse_model = None
         if set(coarse_views) & set(views):
-            coarse = copy.deepcopy(model)
-            simplify_meshes(coarse, coarse_cell)
-            self._coarse = self._make(coarse, resolution)
+            self._coarse_model = copy.deepcopy(model)
+            simplify_meshes(self._coarse_model, coarse_cell)
+            self._coarse = self._make(self._coarse_model, resolution)
         self._by_view = {v: self._coarse if v in coarse_views else self._renderer for v in self.views}
         self._option = mujoco.MjvOption()
         for g in hidden_groups:
@@ -101,6 +106,9 @@ class ViewRenderer:
 
     def _render(self, data, view: str) -> np.ndarray:
         renderer = self._by_view[view]
+        if renderer is self._coarse:
+            for name in SYNCED:
+                getattr(self._coarse_model, name)[:] = getattr(self.model, name)
         renderer.update_scene(data, camera=self.views[view], scene_option=self._option)
         return self._orient(renderer.render(), data, view)
 
