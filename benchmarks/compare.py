@@ -16,6 +16,11 @@ def load(report_dir: Path) -> dict:
     path = report_dir / "report.json"
     if not path.exists() and (report_dir / "eval-report.json").exists():  # a shipped checkpoint's own report
         path = report_dir / "eval-report.json"
+    if not path.exists():
+        partial = report_dir / "episodes.partial.jsonl"
+        hint = (f"; its evaluation is not finished ({partial} holds {len(partial.read_text().splitlines()) - 1} "
+                "episodes): run the same `reasonact eval` command again to finish it") if partial.exists() else ""
+        raise SystemExit(f"no report.json in {report_dir}{hint}")
     r = json.loads(path.read_text())
     r["_train"] = read_summary(r["checkpoint"])
     r.setdefault("diffusion_steps", r.get("steps"))  # reports written before the key was renamed
