@@ -1,6 +1,11 @@
 """Compare evaluation reports side by side as a markdown table (per-task success, mean, latency, passes).
 
     python benchmarks/compare.py evals/diffusion-act evals/ar-act [--names a,b] [--json out.json]
+
+With ``--merge OUT``, the reports are parts of one evaluation (the same policy and settings, each part its own
+``--seed-base``): OUT gets their merged report.json, report.md and success.png.
+
+    python benchmarks/compare.py evals/ls-0 evals/ls-10 evals/ls-20 --merge evals/ls
 """
 
 from __future__ import annotations
@@ -57,9 +62,22 @@ def main() -> None:
                                                     "or shipped checkpoints (eval-report.json)")
     ap.add_argument("--names", default=None, help="column names, comma-separated (default: directory names)")
     ap.add_argument("--json", default=None, help="also write the reports' key numbers as JSON")
+    ap.add_argument("--merge", default=None, metavar="OUT",
+                    help="merge the reports, parts of one evaluation, into one written to OUT")
     a = ap.parse_args()
     dirs = [Path(p) for p in a.reports]
     reports = [load(d) for d in dirs]
+    if a.merge:
+        from reasonact.evaluation.report import merge_reports, write_report
+
+        try:
+            merged = merge_reports([{k: v for k, v in r.items() if k != "_train"} for r in reports])
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        Path(a.merge).mkdir(parents=True, exist_ok=True)
+        write_report(merged, Path(a.merge))
+        print(f"merged {sum(len(r['episodes']) for r in reports)} episodes into {a.merge}/report.json")
+        reports, dirs = [load(Path(a.merge))], [Path(a.merge)]
     names = a.names.split(",") if a.names else [d.name for d in dirs]
     print(table(reports, names))
     if a.json:

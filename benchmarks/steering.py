@@ -130,7 +130,7 @@ def main() -> None:
     ap.add_argument("--pixels-only", action="store_true",
                     help="give a policy whose trace carries depth the pixels alone: it writes the depth itself")
     ap.add_argument("--execute", type=int, default=None, metavar="N",
-                    help="steps of each steered chunk run before the next prediction (default: the policy's horizon)")
+                    help="steps of each steered chunk run before the next prediction (default: the policy's, else its horizon)")
     ap.add_argument("--diffusion-steps", type=int, default=None, metavar="T",
                     help="refinement rounds per chunk, steered and unsteered (default: the policy's)")
     ap.add_argument("--action-values", default="mode", choices=("mode", "mean"),
@@ -200,7 +200,7 @@ def main() -> None:
     if a.correct and not (policy.info.trace_depth and not a.pixels_only):
         raise SystemExit("--correct shifts a path in the world: it needs a policy whose trace carries depth, "
                          "without --pixels-only")
-    execute = a.execute or policy.horizon
+    execute = a.execute or policy.info.execute
     if not 1 <= execute <= policy.horizon:
         raise SystemExit(f"--execute must be between 1 and the policy's horizon ({policy.horizon}), got {a.execute}")
     T = policy.info.default_diffusion_steps if a.diffusion_steps is None else a.diffusion_steps

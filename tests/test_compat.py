@@ -71,6 +71,7 @@ def test_openpi_client_and_action_chunk_broker_against_our_server(tiny_dataset, 
     assert r.returncode == 0, r.stderr[-3000:]
     seen = json.loads(r.stdout.strip().splitlines()[-1])
     assert seen["metadata_policy"]["camera"] == ",".join(views)
+    assert seen["metadata_policy"]["default_execute"] == policy.info.default_execute  # None: the whole chunk
     np.testing.assert_allclose(seen["actions"], local.actions, atol=1e-6)  # resized on the server, both views read
     scale = 224 / policy.info.resolution  # the trace comes back in pixels of the image the client sent
     np.testing.assert_allclose(seen["trace"], local.trace * scale, atol=1e-3)

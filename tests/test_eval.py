@@ -119,6 +119,50 @@ def test_a_killed_evaluation_resumes_from_the_episodes_it_finished(debug_run, tm
     assert "resuming" not in capsys.readouterr().out
 
 
+def test_other_settings_keep_the_earlier_episodes_beside_and_start_afresh(debug_run, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    ev = importlib.import_module("reasonact.evaluation.evaluate")
+    args = dict(suite="reach-v3", episodes_per_task=2, workers=1, max_steps=8, progress=False)
+    real_add = ev.PartialResults.add
+
+    def add_then_die(self, episode):  # killed right after the first episode is written
+        real_add(self, episode)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev.PartialResults, "add", add_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        reasonact.evaluate(debug_run, tmp_path / "ev", **args)
+    monkeypatch.undo()
+    before = (tmp_path / "ev" / ev.PARTIAL).read_text()
+    assert len(before.splitlines()) == 2
+    capsys.readouterr()
+    r = reasonact.evaluate(debug_run, tmp_path / "ev", **{**args, "max_steps": 6})
+    kept = list((tmp_path / "ev").glob("episodes.partial.*.jsonl"))
+    assert "kept in" in capsys.readouterr().err and len(kept) == 1 and kept[0].read_text() == before
+    assert len(r["episodes"]) == 2 and all(e["steps"] <= 6 for e in r["episodes"])
+
+
+def test_a_checkpoint_saved_default_of_executed_actions_is_followed(debug_run, tmp_path):
+    from reasonact.policy import load_policy
+
+    run = tmp_path / "run"
+    shutil.copytree(debug_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["execute"] = 3
+    (run / "config.json").write_text(json.dumps(config))
+    policy = load_policy(run)
+    assert policy.info.execute == 3 and policy.n_action_steps == 3
+    assert load_policy(debug_run).info.execute == load_policy(debug_run).info.horizon
+    args = dict(suite="reach-v3", episodes_per_task=1, workers=1, max_steps=8, progress=False)
+    assert reasonact.evaluate(run, tmp_path / "a", **args)["execute"] == 3
+    assert reasonact.evaluate(run, tmp_path / "b", execute=2, **args)["execute"] == 2  # the caller's choice wins
+    config["train"]["execute"] = 99
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="--execute must be between 1 and the chunk length"):
+        load_policy(run)
+
+
 def camera_moved_env(task, **kwargs):
     """The real environment, refusing to run unless the evaluation asked for the camera to be moved."""
     from reasonact.envs import make_env

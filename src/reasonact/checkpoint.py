@@ -109,7 +109,7 @@ class RunSpec:
                           state_dim=s.state_dim, tasks=d.tasks, env=d.env, camera=d.camera, state_mode=d.state_mode,
                           steer_trained=self.steer_trained, trace_points=s.trace_points, trace_depth=s.trace_depth,
                           trace_span=self.train.trace_span, training_seeds={t: list(v) for t, v in d.seeds.items()},
-                          fast_render=d.fast_render)
+                          fast_render=d.fast_render, default_execute=self.train.execute)
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self.data, f.name) for f in fields(DataSettings)}

@@ -273,7 +273,8 @@ def _add_console(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=_port, default=8000, help="port to listen on")
     p.add_argument("--seed", type=int, default=None, help="first layout (default: a held-out one)")
-    p.add_argument("--execute", type=int, default=None, help="actions run per Step (default: the whole chunk)")
+    p.add_argument("--execute", type=int, default=None, help="actions run per Step (default: the policy's, "
+                   "saved by train --execute; else the whole chunk)")
     p.add_argument("--diffusion-steps", type=int, default=None, metavar="T",
                    help="refinement rounds per chunk (default: the policy's); steered paths are followed closest at 1")
     p.add_argument("--action-values", default="mode", choices=("mode", "mean"),

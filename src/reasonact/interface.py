@@ -62,6 +62,12 @@ class PolicyInfo:
     fast_render: bool = False  # LIBERO: trained on frames collected with --fast-render (evaluated the same way)
     training_seeds: dict = field(default_factory=dict)  # task -> layouts used for training: never evaluate on them
     default_diffusion_steps: int = DEFAULT_DIFFUSION_STEPS
+    default_execute: int | None = None  # actions a caller runs per chunk when it does not say (None: the whole chunk)
+
+    @property
+    def execute(self) -> int:
+        """Actions run from each chunk before the policy is asked again, unless the caller says otherwise."""
+        return self.default_execute or self.horizon
 
     @property
     def views(self) -> tuple[str, ...]:

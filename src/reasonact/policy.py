@@ -40,7 +40,7 @@ class Policy:
         ckpt.load_weights(self.model, loaded.weights)
         self.model.to(self.device).eval()
         self._depth_vae = None
-        self.n_action_steps = self.info.horizon  # actions select_action serves from each chunk
+        self.n_action_steps = self.info.execute  # actions select_action serves from each chunk
         self._queue: deque = deque()
         from .decoding import DecodeOptions
 

@@ -39,6 +39,11 @@ class PartialResults:
                 with open(path, "a") as f:
                     f.write("\n")
         else:
+            if records:  # another evaluation's episodes: kept beside, not overwritten
+                kept = path.with_name(f"{path.stem}.{records[0].get('settings', 'unknown')}{path.suffix}")
+                os.replace(path, kept)
+                print(f"{path} was written with other settings; its {len(records) - 1} episodes are kept in {kept} "
+                      "and the evaluation starts afresh", file=sys.stderr)
             path.write_text(json.dumps({"settings": self.key}) + "\n")
 
     def finished(self) -> dict[tuple[str, int], Episode]:
@@ -68,7 +73,7 @@ class EvalConfig:
     decoder: str | None = setting(None, "must match the trained decoder (a check)", "policy", choices=("ar", "diffusion"))
     diffusion_steps: int | None = setting(None, "diffusion refinement rounds T per block (default: 12)", "policy")
     execute: int | None = setting(None, "actions run per chunk before the policy is asked again (default: the "
-                                  "whole chunk)", "policy")
+                                  "policy's, saved by train --execute; else the whole chunk)", "policy")
     remask: bool = setting(True, "diffusion: re-mask committed tokens the model no longer believes in (secondary "
                            "remasking); off for the ablation", "policy")
     commit_order: str = setting("confidence", "diffusion: which masked tokens commit first, the most confident "
@@ -143,7 +148,7 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig 
         policy = load_policy(checkpoint, device)
     info = policy.info
     sim.check_policy(info)
-    execute = cfg.execute or info.horizon
+    execute = cfg.execute or info.execute
     if not 1 <= execute <= info.horizon:
         raise ValueError(f"execute must be between 1 and the chunk length {info.horizon}, got {execute}")
     if cfg.decoder is not None and cfg.decoder != info.decoder:
@@ -166,7 +171,9 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, config: EvalConfig 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     same = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "video", "video_episodes", "timeout")}
-    partial = PartialResults(out / PARTIAL, {"policy": info.to_dict(), "config": same,
+    same["execute"] = execute  # as run: whether the caller or the policy's default chose it
+    described = {k: v for k, v in info.to_dict().items() if k != "default_execute"}
+    partial = PartialResults(out / PARTIAL, {"policy": described, "config": same,
                                               "seeds": [(e.task, e.seed) for e in episodes]})
     done = partial.finished()
     if done:

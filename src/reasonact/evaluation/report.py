@@ -66,6 +66,68 @@ def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dic
     }
 
 
+# settings of an evaluation that may differ between parts of one merged evaluation
+_PART_SETTINGS = ("seed_base", "episodes_per_task", "tasks", "workers", "video", "video_episodes", "timeout")
+
+
+def _same_weights(a: str, b: str) -> bool:
+    import hashlib
+
+    if a == b:
+        return True
+    files = [Path(c) / "model.safetensors" for c in (a, b)]
+    return all(f.exists() for f in files) and len({hashlib.sha256(f.read_bytes()).hexdigest() for f in files}) == 1
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from parts of one evaluation run apart (other ``--seed-base``, say): the same weights and
+    settings, disjoint episodes. Counts, intervals and means are over all episodes; latency and batch size are
+    the parts' means weighted by their episodes; seconds add up."""
+    if len(reports) < 2:
+        raise ValueError("merging needs at least two reports")
+    first = reports[0]
+    keys = ("suite", "diffusion_steps", "execute", "instructions", "perturb", "decode", "decoder", "reasoning")
+    for r in reports[1:]:
+        differ = [k for k in keys if r.get(k) != first.get(k)]
+        differ += [f"config.{k}" for k in set(first["config"]) | set(r["config"])
+                   if k not in _PART_SETTINGS and first["config"].get(k) != r["config"].get(k)]
+        if differ:
+            raise ValueError(f"these reports are not parts of one evaluation: {', '.join(sorted(differ))} differ")
+        if not _same_weights(first["checkpoint"], r["checkpoint"]):
+            raise ValueError(f"{first['checkpoint']} and {r['checkpoint']} are not the same weights (or one is missing "
+                             "on disk): only parts evaluated from one policy are merged")
+    episodes = [e for r in reports for e in r["episodes"]]
+    seen = [(e["task"], e["seed"]) for e in episodes]
+    if len(set(seen)) != len(seen):
+        raise ValueError("the reports share episodes (the same task and seed): pass each part once, with "
+                         "disjoint --seed-base ranges")
+    tasks = list(dict.fromkeys(t for r in reports for t in r["tasks"]))
+    per_task = {}
+    for t in tasks:
+        eps = [e for e in episodes if e["task"] == t]
+        wins = sum(e["success"] for e in eps)
+        per_task[t] = {"episodes": len(eps), "successes": wins, "success_rate": wins / len(eps),
+                       "ci95": list(wilson(wins, len(eps))), "seeds": sorted(e["seed"] for e in eps),
+                       "mean_steps": float(np.mean([e["steps"] for e in eps])),
+                       "errors": [{"seed": e["seed"], "error": e["error"]} for e in eps if e["error"]]}
+    n = [len(r["episodes"]) for r in reports]
+
+    def weighted(key):
+        vals = [(r[key], k) for r, k in zip(reports, n) if r.get(key) is not None]
+        return float(sum(v * k for v, k in vals) / sum(k for _, k in vals)) if vals else None
+
+    return {**first, "episodes_per_task": min(v["episodes"] for v in per_task.values()),
+            "config": {**first["config"], "seed_base": min(r["config"]["seed_base"] for r in reports)},
+            "tasks": per_task, "success_rate": float(np.mean([v["success_rate"] for v in per_task.values()])),
+            "latency_ms_per_chunk": weighted("latency_ms_per_chunk"), "mean_batch": weighted("mean_batch"),
+            "errors": sum(len(v["errors"]) for v in per_task.values()),
+            "episodes": sorted(episodes, key=lambda e: (tasks.index(e["task"]), e["seed"])),
+            "seconds": float(sum(r["seconds"] for r in reports)),
+            "parts": [{"checkpoint": r["checkpoint"], "seed_base": r["config"]["seed_base"],
+                       "episodes": len(r["episodes"]), "seconds": r["seconds"], "machine": r["machine"]}
+                      for r in reports]}
+
+
 def _decode_ablations(decode: dict) -> list[tuple[str, bool]]:
     return [("no secondary remasking", decode.get("eta", 0.5) == 0),
             ("commits in a random order", decode.get("order", "confidence") == "random"),

@@ -56,7 +56,7 @@ class ConsoleSession:
         state_mode = simulator(task).check_policy(info)
         self.policy = policy
         self.task = task
-        self.execute = execute or info.horizon
+        self.execute = execute or info.execute
         self.diffusion_steps = diffusion_steps
         self.env = make_env(task, resolution=info.resolution, camera=info.camera, state_mode=state_mode,
                             render_depth=False, **({"fast_render": True} if info.fast_render else {}))

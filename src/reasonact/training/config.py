@@ -24,6 +24,9 @@ class TrainConfig:
     reasoning: str = setting("act", "blocks written before the actions: act, trace, depth+trace, full "
                              "(rationale+depth+trace), or a '+'-joined set of think, depth, trace", "model")
     horizon: int = setting(8, "actions per chunk (H)", "model")
+    execute: int | None = setting(None, "actions a caller runs from each chunk before asking again, saved as the "
+                                  "policy's default for eval, console and select_action (default: the whole chunk)",
+                                  "model")
     trace_points: int = setting(5, "points in the visual trace, from now to the episode's end", "model")
     trace_span: float | None = setting(None, "metres of the end effector's path ahead that the trace covers, its points "
                                        "evenly spaced along it (default: to the episode's end, evenly in time)", "model")
@@ -164,6 +167,8 @@ class TrainConfig:
             bad(f"--save-minutes must be 0 (by steps only) or positive, got {self.save_minutes}")
         if self.precision not in ("auto", "fp32", "bf16"):
             bad(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.execute is not None and not 1 <= self.execute <= self.horizon:
+            bad(f"--execute must be between 1 and the chunk length --horizon {self.horizon}, got {self.execute}")
         if min(self.horizon, self.trace_points, self.think_tokens, self.log_every, self.save_every) < 1:
             bad("--horizon, --trace-points, --think-tokens, --log-every and --save-every must be at least 1")
 
