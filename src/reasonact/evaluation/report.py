@@ -25,23 +25,22 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
+def task_summary(eps: list[dict]) -> dict:
+    """One task's episodes (each with seed, success, steps, error): counts, 95% interval, seeds, errors."""
+    wins = sum(bool(e["success"]) for e in eps)
+    return {"episodes": len(eps), "successes": wins, "success_rate": wins / max(1, len(eps)),
+            "ci95": list(wilson(wins, len(eps))), "seeds": sorted(e["seed"] for e in eps),
+            "mean_steps": float(np.mean([e["steps"] for e in eps])) if eps else 0.0,
+            "errors": [{"seed": e["seed"], "error": e["error"]} for e in eps if e["error"]]}
+
+
 def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dict:
     """Per-task success with its 95% interval, every episode (task, seed, success, steps, error), costs."""
     used = {t: set(v) for t, v in info.training_seeds.items()}
     per_task = {}
     for t in task_list:
-        eps = [e for e in r.episodes if e.task == t]
-        wins = sum(e.success for e in eps)
-        lo, hi = wilson(wins, len(eps))
-        per_task[t] = {
-            "episodes": len(eps),
-            "successes": wins,
-            "success_rate": wins / max(1, len(eps)),
-            "ci95": [lo, hi],
-            "seeds": sorted(e.seed for e in eps),
-            "mean_steps": float(np.mean([e.steps for e in eps])) if eps else 0.0,
-            "errors": [{"seed": e.seed, "error": e.error} for e in eps if e.error],
-        }
+        per_task[t] = task_summary([{"seed": e.seed, "success": e.success, "steps": e.steps, "error": e.error}
+                                    for e in r.episodes if e.task == t])
         overlap = set(per_task[t]["seeds"]) & used.get(t, set())
         assert not overlap, f"evaluation seeds {sorted(overlap)} of {t} were used for training"
     from ..machine import machine_info
@@ -102,14 +101,7 @@ def merge_reports(reports: list[dict]) -> dict:
         raise ValueError("the reports share episodes (the same task and seed): pass each part once, with "
                          "disjoint --seed-base ranges")
     tasks = list(dict.fromkeys(t for r in reports for t in r["tasks"]))
-    per_task = {}
-    for t in tasks:
-        eps = [e for e in episodes if e["task"] == t]
-        wins = sum(e["success"] for e in eps)
-        per_task[t] = {"episodes": len(eps), "successes": wins, "success_rate": wins / len(eps),
-                       "ci95": list(wilson(wins, len(eps))), "seeds": sorted(e["seed"] for e in eps),
-                       "mean_steps": float(np.mean([e["steps"] for e in eps])),
-                       "errors": [{"seed": e["seed"], "error": e["error"]} for e in eps if e["error"]]}
+    per_task = {t: task_summary([e for e in episodes if e["task"] == t]) for t in tasks}
     n = [len(r["episodes"]) for r in reports]
 
     def weighted(key):
