@@ -44,6 +44,9 @@ def test_parts_of_one_evaluation_merge_and_others_are_refused(tmp_path):
     assert t["ci95"][0] < 0.5 < t["ci95"][1] and t["mean_steps"] == 15.0
     assert m["latency_ms_per_chunk"] == 175.0 and m["seconds"] == 120.0 and m["config"]["seed_base"] == 0
     assert [p["seed_base"] for p in m["parts"]] == [0, 10]
+    again = merge_reports([m, _part(20, [False, False])])  # a merged report is a part too, its own parts kept
+    assert [p["seed_base"] for p in again["parts"]] == [0, 10, 20] and again["tasks"]["t"]["episodes"] == 6
+    assert again["seconds"] == 180.0 and again["success_rate"] == pytest.approx(2 / 6)
     with pytest.raises(ValueError, match="share episodes"):
         merge_reports([a, a])
     with pytest.raises(ValueError, match="execute"):
@@ -55,3 +58,13 @@ def test_parts_of_one_evaluation_merge_and_others_are_refused(tmp_path):
         (tmp_path / name / "model.safetensors").write_bytes(payload)
     same = merge_reports([_part(0, [True], str(tmp_path / "a")), _part(10, [False], str(tmp_path / "b"))])
     assert same["tasks"]["t"]["episodes"] == 2
+    moved = [_part(0, [True], str(tmp_path / "gone-a")), _part(10, [False], str(tmp_path / "gone-b"))]
+    with pytest.raises(ValueError, match="not the same weights"):  # neither on disk, no hash recorded
+        merge_reports(moved)
+    for part, digest in zip(moved, ("f" * 64, "f" * 64)):
+        part["weights_sha256"] = digest  # recorded at evaluation: the parts merge after their run folders are gone
+    merged = merge_reports(moved)
+    assert merged["tasks"]["t"]["episodes"] == 2 and merged["weights_sha256"] == "f" * 64
+    moved[1]["weights_sha256"] = "e" * 64
+    with pytest.raises(ValueError, match="not the same weights"):
+        merge_reports(moved)

@@ -48,6 +48,7 @@ def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dic
     return {
         **settings,
         "checkpoint": info.checkpoint,
+        "weights_sha256": weights_sha256(info.checkpoint),
         "decoder": info.decoder,
         "reasoning": info.reasoning,
         "untrained_tasks": [t for t in task_list if t not in info.tasks],
@@ -69,13 +70,21 @@ def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dic
 _PART_SETTINGS = ("seed_base", "episodes_per_task", "tasks", "workers", "video", "video_episodes", "timeout")
 
 
-def _same_weights(a: str, b: str) -> bool:
+def weights_sha256(checkpoint: str | Path) -> str | None:
+    """SHA-256 of a checkpoint's weights file (None when it is not on disk)."""
     import hashlib
 
-    if a == b:
+    f = Path(checkpoint) / "model.safetensors"
+    return hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    """Two reports came from one policy: the same checkpoint, or weights with the same SHA-256 (as recorded in the
+    report at evaluation, else read from the checkpoint on disk)."""
+    if a["checkpoint"] == b["checkpoint"]:
         return True
-    files = [Path(c) / "model.safetensors" for c in (a, b)]
-    return all(f.exists() for f in files) and len({hashlib.sha256(f.read_bytes()).hexdigest() for f in files}) == 1
+    ha, hb = (r.get("weights_sha256") or weights_sha256(r["checkpoint"]) for r in (a, b))
+    return ha is not None and ha == hb
 
 
 def merge_reports(reports: list[dict]) -> dict:
@@ -92,9 +101,10 @@ def merge_reports(reports: list[dict]) -> dict:
                    if k not in _PART_SETTINGS and first["config"].get(k) != r["config"].get(k)]
         if differ:
             raise ValueError(f"these reports are not parts of one evaluation: {', '.join(sorted(differ))} differ")
-        if not _same_weights(first["checkpoint"], r["checkpoint"]):
-            raise ValueError(f"{first['checkpoint']} and {r['checkpoint']} are not the same weights (or one is missing "
-                             "on disk): only parts evaluated from one policy are merged")
+        if not _same_weights(first, r):
+            raise ValueError(f"{first['checkpoint']} and {r['checkpoint']} are not the same weights (or neither "
+                             "report records its weights' SHA-256 and one is missing on disk): only parts evaluated "
+                             "from one policy are merged")
     episodes = [e for r in reports for e in r["episodes"]]
     seen = [(e["task"], e["seed"]) for e in episodes]
     if len(set(seen)) != len(seen):
@@ -115,9 +125,11 @@ def merge_reports(reports: list[dict]) -> dict:
             "errors": sum(len(v["errors"]) for v in per_task.values()),
             "episodes": sorted(episodes, key=lambda e: (tasks.index(e["task"]), e["seed"])),
             "seconds": float(sum(r["seconds"] for r in reports)),
-            "parts": [{"checkpoint": r["checkpoint"], "seed_base": r["config"]["seed_base"],
-                       "episodes": len(r["episodes"]), "seconds": r["seconds"], "machine": r["machine"]}
-                      for r in reports]}
+            "weights_sha256": next(filter(None, (r.get("weights_sha256") or weights_sha256(r["checkpoint"])
+                                                 for r in reports)), None),
+            "parts": [p for r in reports for p in r.get("parts") or [  # a merged report brings its own parts
+                {"checkpoint": r["checkpoint"], "seed_base": r["config"]["seed_base"], "episodes": len(r["episodes"]),
+                 "seconds": r["seconds"], "machine": r["machine"]}]]}
 
 
 def _decode_ablations(decode: dict) -> list[tuple[str, bool]]:
