@@ -78,15 +78,6 @@ def weights_sha256(checkpoint: str | Path) -> str | None:
     return hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None
 
 
-def _same_weights(a: dict, b: dict) -> bool:
-    """Two reports came from one policy: the same checkpoint, or weights with the same SHA-256 (as recorded in the
-    report at evaluation, else read from the checkpoint on disk)."""
-    if a["checkpoint"] == b["checkpoint"]:
-        return True
-    ha, hb = (r.get("weights_sha256") or weights_sha256(r["checkpoint"]) for r in (a, b))
-    return ha is not None and ha == hb
-
-
 def merge_reports(reports: list[dict]) -> dict:
     """One report from parts of one evaluation run apart (other ``--seed-base``, say): the same weights and
     settings, disjoint episodes. Counts, intervals and means are over all episodes; latency and batch size are
@@ -94,14 +85,16 @@ def merge_reports(reports: list[dict]) -> dict:
     if len(reports) < 2:
         raise ValueError("merging needs at least two reports")
     first = reports[0]
+    # each part's weights digest, as recorded at evaluation, else read (once) from its checkpoint on disk
+    digests = [r.get("weights_sha256") or weights_sha256(r["checkpoint"]) for r in reports]
     keys = ("suite", "diffusion_steps", "execute", "instructions", "perturb", "decode", "decoder", "reasoning")
-    for r in reports[1:]:
+    for r, digest in zip(reports[1:], digests[1:]):
         differ = [k for k in keys if r.get(k) != first.get(k)]
         differ += [f"config.{k}" for k in set(first["config"]) | set(r["config"])
                    if k not in _PART_SETTINGS and first["config"].get(k) != r["config"].get(k)]
         if differ:
             raise ValueError(f"these reports are not parts of one evaluation: {', '.join(sorted(differ))} differ")
-        if not _same_weights(first, r):
+        if r["checkpoint"] != first["checkpoint"] and (digest is None or digest != digests[0]):
             raise ValueError(f"{first['checkpoint']} and {r['checkpoint']} are not the same weights (or neither "
                              "report records its weights' SHA-256 and one is missing on disk): only parts evaluated "
                              "from one policy are merged")
@@ -125,8 +118,7 @@ def merge_reports(reports: list[dict]) -> dict:
             "errors": sum(len(v["errors"]) for v in per_task.values()),
             "episodes": sorted(episodes, key=lambda e: (tasks.index(e["task"]), e["seed"])),
             "seconds": float(sum(r["seconds"] for r in reports)),
-            "weights_sha256": next(filter(None, (r.get("weights_sha256") or weights_sha256(r["checkpoint"])
-                                                 for r in reports)), None),
+            "weights_sha256": next(filter(None, digests), None),
             "parts": [p for r in reports for p in r.get("parts") or [  # a merged report brings its own parts
                 {"checkpoint": r["checkpoint"], "seed_base": r["config"]["seed_base"], "episodes": len(r["episodes"]),
                  "seconds": r["seconds"], "machine": r["machine"]}]]}
