@@ -86,6 +86,25 @@ def test_a_dead_worker_and_untrained_tasks_are_said_plainly(debug_run, tmp_path,
     assert "No prediction was made" in md and "Not trained on" in md
 
 
+def evaluate_killed_after(n: int, monkeypatch, *args, **kwargs) -> None:
+    """An evaluation killed right after its n-th finished episode is written."""
+    import importlib
+
+    ev = importlib.import_module("reasonact.evaluation.evaluate")  # the module (the package exports the function)
+    real_add, added = ev.PartialResults.add, []
+
+    def add_then_die(self, episode):
+        real_add(self, episode)
+        added.append(episode.seed)
+        if len(added) == n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev.PartialResults, "add", add_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        reasonact.evaluate(*args, **kwargs)
+    monkeypatch.undo()
+
+
 def test_a_killed_evaluation_resumes_from_the_episodes_it_finished(debug_run, tmp_path, monkeypatch, capsys):
     import importlib
 
@@ -93,18 +112,7 @@ def test_a_killed_evaluation_resumes_from_the_episodes_it_finished(debug_run, tm
 
     args = dict(suite="reach-v3", episodes_per_task=3, workers=1, max_steps=8, progress=False)
     whole = reasonact.evaluate(debug_run, tmp_path / "whole", **args)
-    real_add, added = ev.PartialResults.add, []
-
-    def add_then_die(self, episode):  # killed right after the second episode is written
-        real_add(self, episode)
-        added.append(episode.seed)
-        if len(added) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ev.PartialResults, "add", add_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        reasonact.evaluate(debug_run, tmp_path / "part", **args)
-    monkeypatch.undo()
+    evaluate_killed_after(2, monkeypatch, debug_run, tmp_path / "part", **args)
     partial = tmp_path / "part" / ev.PARTIAL
     assert len(partial.read_text().splitlines()) == 3 and not (tmp_path / "part" / "report.json").exists()
     with open(partial, "a") as f:
@@ -124,16 +132,7 @@ def test_other_settings_keep_the_earlier_episodes_beside_and_start_afresh(debug_
 
     ev = importlib.import_module("reasonact.evaluation.evaluate")
     args = dict(suite="reach-v3", episodes_per_task=2, workers=1, max_steps=8, progress=False)
-    real_add = ev.PartialResults.add
-
-    def add_then_die(self, episode):  # killed right after the first episode is written
-        real_add(self, episode)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ev.PartialResults, "add", add_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        reasonact.evaluate(debug_run, tmp_path / "ev", **args)
-    monkeypatch.undo()
+    evaluate_killed_after(1, monkeypatch, debug_run, tmp_path / "ev", **args)
     before = (tmp_path / "ev" / ev.PARTIAL).read_text()
     assert len(before.splitlines()) == 2
     capsys.readouterr()
@@ -186,6 +185,30 @@ def test_eval_perturbs_the_scene_and_ablates_the_decoder(debug_run, tmp_path):
     with pytest.raises(ValueError, match="unknown perturbation 'fog'"):
         reasonact.evaluate(debug_run, tmp_path / "ev2", suite="reach-v3", perturb="fog")
     assert not (tmp_path / "ev2").exists()
+
+
+def goal_counting_env(task, **kwargs):
+    """The real environment, counting two goal conditions as LIBERO's does: a step taken, and four."""
+    from reasonact.envs import make_env
+
+    env = make_env(task, **kwargs)
+    env.goals_met = lambda: (int(env.elapsed_steps >= 1) + int(env.elapsed_steps >= 4), 2)
+    return env
+
+
+def test_eval_counts_the_goal_conditions_held_at_the_start_and_the_end(debug_run, tmp_path, monkeypatch):
+    args = dict(suite="reach-v3", episodes_per_task=2, workers=1, max_steps=8, progress=False,
+                env_factory=goal_counting_env)
+    r = reasonact.evaluate(debug_run, tmp_path / "ev", **args)
+    assert [e["goals"] for e in r["episodes"]] == [[0, (e["steps"] >= 1) + (e["steps"] >= 4), 2] for e in r["episodes"]]
+    t = r["tasks"]["reach-v3"]
+    assert t["goals_start"] == 0 and t["goals_end"] == np.mean([e["goals"][1] / 2 for e in r["episodes"]]) > 0
+    assert "goal conditions held, start → end" in (tmp_path / "ev" / "report.md").read_text()
+    evaluate_killed_after(1, monkeypatch, debug_run, tmp_path / "part", **args)
+    resumed = reasonact.evaluate(debug_run, tmp_path / "part", **args)  # the finished episode's counts are kept
+    assert [e["goals"] for e in resumed["episodes"]] == [e["goals"] for e in r["episodes"]]
+    plain = reasonact.evaluate(debug_run, tmp_path / "plain", **{**args, "env_factory": None, "episodes_per_task": 1})
+    assert plain["episodes"][0]["goals"] is None and "goals_end" not in plain["tasks"]["reach-v3"]
 
 
 def test_eval_bad_input_fails_clearly(debug_run, tmp_path):

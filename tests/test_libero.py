@@ -170,6 +170,7 @@ def test_the_scripted_expert_solves_crowded_and_chained_tasks(suite, index, init
     e = LiberoEnv(suite_tasks(suite)[index], render=False)
     try:
         assert e.play_expert(EVAL_SEED_BASE + init), [(g, e.holds(g)) for g in e.goal]
+        assert e.goals_met() == (len(e.goal), len(e.goal))
     finally:
         e.close()
 
@@ -178,6 +179,7 @@ def test_the_plan_opens_before_placing_and_closes_last():
     e = LiberoEnv(suite_tasks("libero_10")[9], render=False)  # the mug into the microwave, then close it
     try:
         e.reset(EVAL_SEED_BASE)
+        assert e.goals_met() == (0, 2)  # the mug is out and the door open
         e.expert_action()
         assert [step[0] for step in e._expert.plan] == ["insert", "articulate"]
         assert e._expert.plan[-1][3] == ["close", "microwave_1"]

@@ -349,6 +349,11 @@ class LiberoEnv:
         """Whether one BDDL predicate (e.g. ``["on", "akita_black_bowl_1", "plate_1"]``) holds now."""
         return bool(self._env._eval_predicate(predicate))
 
+    def goals_met(self) -> tuple[int, int]:
+        """How many of the task's goal conditions (the predicates of its BDDL goal) hold now, and how many there are:
+        the partial progress of a chained task (the first object in the basket, the stove turned on)."""
+        return sum(self.holds(g) for g in self.goal), len(self.goal)
+
     def expert_action(self) -> np.ndarray:
         """The scripted expert's action (:mod:`reasonact.envs.libero_expert`), planned from the task's BDDL goal."""
         if self._expert is None:

@@ -25,13 +25,26 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
+def goal_record(ep) -> list[int] | None:
+    """An episode's goal conditions as ``[holding at the start, holding at the end, in all]``, where counted."""
+    if ep.goals_start is None or ep.goals is None:
+        return None
+    return [int(ep.goals_start[0]), int(ep.goals[0]), int(ep.goals[1])]
+
+
 def task_summary(eps: list[dict]) -> dict:
-    """One task's episodes (each with seed, success, steps, error): counts, 95% interval, seeds, errors."""
+    """One task's episodes (each with seed, success, steps, error and, where counted, goals): counts, 95% interval,
+    seeds, errors and the mean fraction of goal conditions holding at the start and at the end."""
     wins = sum(bool(e["success"]) for e in eps)
-    return {"episodes": len(eps), "successes": wins, "success_rate": wins / max(1, len(eps)),
-            "ci95": list(wilson(wins, len(eps))), "seeds": sorted(e["seed"] for e in eps),
-            "mean_steps": float(np.mean([e["steps"] for e in eps])) if eps else 0.0,
-            "errors": [{"seed": e["seed"], "error": e["error"]} for e in eps if e["error"]]}
+    summary = {"episodes": len(eps), "successes": wins, "success_rate": wins / max(1, len(eps)),
+               "ci95": list(wilson(wins, len(eps))), "seeds": sorted(e["seed"] for e in eps),
+               "mean_steps": float(np.mean([e["steps"] for e in eps])) if eps else 0.0,
+               "errors": [{"seed": e["seed"], "error": e["error"]} for e in eps if e["error"]]}
+    goals = np.array([e["goals"] for e in eps if e.get("goals")], dtype=float).reshape(-1, 3)
+    if len(goals):
+        summary["goals_start"] = float(np.mean(goals[:, 0] / goals[:, 2]))
+        summary["goals_end"] = float(np.mean(goals[:, 1] / goals[:, 2]))
+    return summary
 
 
 def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dict:
@@ -39,8 +52,8 @@ def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dic
     used = {t: set(v) for t, v in info.training_seeds.items()}
     per_task = {}
     for t in task_list:
-        per_task[t] = task_summary([{"seed": e.seed, "success": e.success, "steps": e.steps, "error": e.error}
-                                    for e in r.episodes if e.task == t])
+        per_task[t] = task_summary([{"seed": e.seed, "success": e.success, "steps": e.steps, "error": e.error,
+                                     "goals": goal_record(e)} for e in r.episodes if e.task == t])
         overlap = set(per_task[t]["seeds"]) & used.get(t, set())
         assert not overlap, f"evaluation seeds {sorted(overlap)} of {t} were used for training"
     from ..machine import machine_info
@@ -59,7 +72,7 @@ def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dic
         "nfe_per_chunk": float(np.mean(r.nfes)) if r.nfes else None,
         "errors": sum(len(v["errors"]) for v in per_task.values()),
         "episodes": [{"task": e.task, "seed": e.seed, "success": bool(e.success), "steps": e.steps,
-                      "instruction": e.info.get("instruction"), "error": e.error}
+                      "instruction": e.info.get("instruction"), "error": e.error, "goals": goal_record(e)}
                      for e in sorted(r.episodes, key=lambda e: (task_list.index(e.task), e.seed))],
         "seconds": r.seconds,
         "machine": machine_info(),
@@ -153,11 +166,21 @@ def markdown(report: dict) -> str:
         lines += [f"**Out of distribution**: the scene perturbed ({what}; `--perturb`), drawn per layout.", ""]
     if report.get("untrained_tasks"):
         lines += [f"**Not trained on** {', '.join(report['untrained_tasks'])}: the policy never saw these tasks.", ""]
-    lines += ["| task | success | 95% CI | episodes | mean steps |", "| --- | --- | --- | --- | --- |"]
+    counted = any("goals_end" in v for v in report["tasks"].values())  # LIBERO: the goal's conditions
+    goal_head, goal_rule = (" goal conditions held, start → end |", " --- |") if counted else ("", "")
+    lines += ["| task | success | 95% CI | episodes | mean steps |" + goal_head, "| --- | --- | --- | --- | --- |" + goal_rule]
     for t, v in report["tasks"].items():
+        goal = f" {v['goals_start']:.0%} → {v['goals_end']:.0%} |" if "goals_end" in v else (" |" if counted else "")
         lines.append(f"| {t} | {v['success_rate']:.0%} | {v['ci95'][0]:.0%}-{v['ci95'][1]:.0%} | {v['episodes']} "
-                     f"| {v['mean_steps']:.0f} |")
-    lines += [f"| **mean** | **{report['success_rate']:.1%}** | | | |", ""]
+                     f"| {v['mean_steps']:.0f} |" + goal)
+    mean_goals = ""
+    if counted:
+        held = [(v["goals_start"], v["goals_end"]) for v in report["tasks"].values() if "goals_end" in v]
+        mean_goals = " {:.0%} → {:.0%} |".format(*np.mean(held, axis=0))
+    lines += [f"| **mean** | **{report['success_rate']:.1%}** | | | |" + mean_goals, ""]
+    if counted:
+        lines += ["Goal conditions: the predicates of the task's BDDL goal holding at an episode's start and end "
+                  "(mean fraction); success is all of them at once.", ""]
     if report["latency_ms_per_chunk"] is None:
         lines.append("No prediction was made: every episode ended in an error before the policy was asked.")
     else:

@@ -36,6 +36,12 @@ def _pack(obs: dict) -> dict:
                                 "instruction")}
 
 
+def _goals(env) -> tuple[int, int] | None:
+    """(goal conditions holding, goal conditions) for a simulator that counts them (LIBERO), else None."""
+    count = getattr(env, "goals_met", None)
+    return tuple(count()) if count is not None else None
+
+
 def _worker(conn, env_factory: Callable, env_kwargs: dict) -> None:
     from ..workers import die_with_parent
 
@@ -59,7 +65,8 @@ def _worker(conn, env_factory: Callable, env_kwargs: dict) -> None:
                     env, task = env_factory(new_task, **env_kwargs), new_task
                 obs = env.reset(seed)
                 conn.send(("obs", {"obs": _pack(obs), "success": False, "done": False, "frames": [obs["rgb"]],
-                                   "path": [obs["ee_pos"]], "steps": 0, "max_steps": env.max_steps}))
+                                   "path": [obs["ee_pos"]], "steps": 0, "max_steps": env.max_steps,
+                                   "goals": _goals(env)}))
             elif kind == "run":
                 _, actions, record = msg
                 frames, path, success, done = [], [], False, False
@@ -71,7 +78,7 @@ def _worker(conn, env_factory: Callable, env_kwargs: dict) -> None:
                     if success or done:
                         break
                 conn.send(("obs", {"obs": _pack(obs), "success": success, "done": done, "frames": frames,
-                                   "path": path, "steps": len(path)}))
+                                   "path": path, "steps": len(path), "goals": _goals(env)}))
         except Exception:  # report it; the main process decides what to do
             conn.send(("error", traceback.format_exc()))
     if env is not None:
@@ -130,6 +137,8 @@ class Episode:
     traces: list = field(default_factory=list)  # (step, predicted trace in pixels)
     given_trace: np.ndarray | None = None  # the last trace the policy was told to follow
     camera: tuple | None = None  # (intrinsics, extrinsics) at the start
+    goals_start: tuple | None = None  # (goal conditions holding, goal conditions) at the start, where counted
+    goals: tuple | None = None  # the same after the latest step
     info: dict = field(default_factory=dict)  # free for callers (e.g. the path a steering run follows)
 
     def absorb(self, r: dict) -> bool:
@@ -138,6 +147,8 @@ class Episode:
         if self.obs is None:  # the reply to a reset
             self.max_steps = r["max_steps"]
             self.camera = (obs["camera_intrinsics"], obs["camera_extrinsics"])
+            self.goals_start = r.get("goals")
+        self.goals = r.get("goals")
         self.steps += r["steps"]
         self.obs = obs
         self.success = self.success or r["success"]
