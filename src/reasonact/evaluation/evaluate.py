@@ -11,7 +11,7 @@ from typing import Callable
 
 from ..envs.perturb import parse_perturb
 from ..settings import setting
-from .report import build_report, goal_record, worker_deaths, write_report
+from .report import build_report, worker_deaths, write_report
 from .rollout import EVAL_SEED_BASE, Episode, held_out_seeds, instruction_picker, rollout
 from .videos import write_videos
 
@@ -32,11 +32,9 @@ class PartialResults:
         if records and records[0].get("settings") == self.key:
             for rec in records[1:]:
                 if {"task", "seed", "success"} <= set(rec):
-                    goals = rec.get("goals")  # [at the start, at the end, in all]
                     self._done[(rec["task"], rec["seed"])] = Episode(
                         rec["task"], rec["seed"], steps=rec.get("steps", 0), success=rec["success"],
-                        error=rec.get("error"), info={"instruction": rec.get("instruction")},
-                        goals_start=(goals[0], goals[2]) if goals else None, goals=(goals[1], goals[2]) if goals else None)
+                        error=rec.get("error"), info={"instruction": rec.get("instruction")}, goals=rec.get("goals"))
             if not path.read_bytes().endswith(b"\n"):  # a line cut by a kill: end it before appending
                 with open(path, "a") as f:
                     f.write("\n")
@@ -55,7 +53,7 @@ class PartialResults:
         with open(self.path, "a") as f:
             f.write(json.dumps({"task": ep.task, "seed": ep.seed, "success": bool(ep.success), "steps": ep.steps,
                                 "error": ep.error, "instruction": ep.info.get("instruction"),
-                                "goals": goal_record(ep)}) + "\n")
+                                "goals": ep.goals}) + "\n")
             f.flush()
             os.fsync(f.fileno())
 

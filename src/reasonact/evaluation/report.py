@@ -25,13 +25,6 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
-def goal_record(ep) -> list[int] | None:
-    """An episode's goal conditions as ``[holding at the start, holding at the end, in all]``, where counted."""
-    if ep.goals_start is None or ep.goals is None:
-        return None
-    return [int(ep.goals_start[0]), int(ep.goals[0]), int(ep.goals[1])]
-
-
 def task_summary(eps: list[dict]) -> dict:
     """One task's episodes (each with seed, success, steps, error and, where counted, goals): counts, 95% interval,
     seeds, errors and the mean fraction of goal conditions holding at the start and at the end."""
@@ -53,7 +46,7 @@ def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dic
     per_task = {}
     for t in task_list:
         per_task[t] = task_summary([{"seed": e.seed, "success": e.success, "steps": e.steps, "error": e.error,
-                                     "goals": goal_record(e)} for e in r.episodes if e.task == t])
+                                     "goals": e.goals} for e in r.episodes if e.task == t])
         overlap = set(per_task[t]["seeds"]) & used.get(t, set())
         assert not overlap, f"evaluation seeds {sorted(overlap)} of {t} were used for training"
     from ..machine import machine_info
@@ -72,7 +65,7 @@ def build_report(r: Rollouts, task_list: list[str], info, settings: dict) -> dic
         "nfe_per_chunk": float(np.mean(r.nfes)) if r.nfes else None,
         "errors": sum(len(v["errors"]) for v in per_task.values()),
         "episodes": [{"task": e.task, "seed": e.seed, "success": bool(e.success), "steps": e.steps,
-                      "instruction": e.info.get("instruction"), "error": e.error, "goals": goal_record(e)}
+                      "instruction": e.info.get("instruction"), "error": e.error, "goals": e.goals}
                      for e in sorted(r.episodes, key=lambda e: (task_list.index(e.task), e.seed))],
         "seconds": r.seconds,
         "machine": machine_info(),

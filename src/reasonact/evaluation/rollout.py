@@ -137,8 +137,7 @@ class Episode:
     traces: list = field(default_factory=list)  # (step, predicted trace in pixels)
     given_trace: np.ndarray | None = None  # the last trace the policy was told to follow
     camera: tuple | None = None  # (intrinsics, extrinsics) at the start
-    goals_start: tuple | None = None  # (goal conditions holding, goal conditions) at the start, where counted
-    goals: tuple | None = None  # the same after the latest step
+    goals: list | None = None  # goal conditions [holding at the start, holding now, in all], where counted
     info: dict = field(default_factory=dict)  # free for callers (e.g. the path a steering run follows)
 
     def absorb(self, r: dict) -> bool:
@@ -147,8 +146,9 @@ class Episode:
         if self.obs is None:  # the reply to a reset
             self.max_steps = r["max_steps"]
             self.camera = (obs["camera_intrinsics"], obs["camera_extrinsics"])
-            self.goals_start = r.get("goals")
-        self.goals = r.get("goals")
+        if r.get("goals") is not None:
+            held, total = map(int, r["goals"])
+            self.goals = [held if self.goals is None else self.goals[0], held, total]
         self.steps += r["steps"]
         self.obs = obs
         self.success = self.success or r["success"]
